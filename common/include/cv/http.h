@@ -1,0 +1,97 @@
+/* The HTTP server every service embeds (libmicrohttpd underneath): JSON routes with path
+ * parameters, built-in /healthz /readyz /metrics, RFC 9457 problem replies, body limits,
+ * per-route metrics and graceful draining. */
+#ifndef CV_HTTP_H
+#define CV_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct cv_http_server;
+struct cv_http_request;  /* method, path, path params, query, headers, body; valid in the handler */
+struct cv_http_response; /* status, headers, body; filled by the handler */
+
+/* Runs on a server thread and may block (database queries, long polls); see `threads`. */
+typedef void (*cv_http_handler)(struct cv_http_request *req, struct cv_http_response *resp,
+                                void *app);
+
+struct cv_http_route {
+    const char *method;  /* "GET", "POST", ...; a GET route also answers HEAD */
+    const char *pattern; /* "/orders/{id}/cancel": {name} matches one non-empty segment */
+    cv_http_handler handler;
+};
+
+/* Returns 1 when ready, or 0 with the reason in reason (e.g. "database unreachable"). Called on
+ * a server thread for every GET /readyz. */
+typedef int (*cv_http_ready_fn)(void *app, char *reason, size_t reason_size);
+
+/* Zero fields take the default noted. */
+struct cv_http_config {
+    const char *bind_address;      /* "127.0.0.1", "0.0.0.0" or "::" (IPv6 when it has ':');
+                                      NULL: "0.0.0.0" */
+    int port;                      /* 0 = ephemeral; read back with cv_http_server_port */
+    unsigned threads;              /* worker threads (default 4): the number of requests that can
+                                      block in handlers at once, see http_server.c */
+    unsigned connection_limit;     /* open connections across all threads (default 256) */
+    unsigned connection_timeout_s; /* connections idle this long are closed (default 60) */
+    size_t max_body_bytes;         /* request bodies beyond get 413 (default 1 MiB) */
+    unsigned shutdown_grace_s;     /* cv_http_server_destroy waits this long for in-flight
+                                      requests (default 35: a 30 s long poll plus margin) */
+};
+
+/* Starts serving: GET /healthz, /readyz, /metrics, then routes (matched in order; the array and
+ * its strings must outlive the server). app is passed to handlers and ready; ready may be NULL
+ * (always ready). Returns the server, or NULL with the reason in errstr. */
+struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
+                                          const struct cv_http_route *routes, size_t nroutes,
+                                          void *app, cv_http_ready_fn ready, char *errstr,
+                                          size_t errstr_size);
+
+/* The port actually bound (useful with port 0). */
+int cv_http_server_port(const struct cv_http_server *srv);
+
+/* Graceful shutdown, first step: /readyz answers 503 "shutting down" from now on, and replies
+ * ask clients to close their connections. */
+void cv_http_server_set_draining(struct cv_http_server *srv);
+
+/* Stops accepting connections, waits up to shutdown_grace_s for in-flight requests to be
+ * answered, then stops the threads and frees the server. NULL is a no-op. */
+void cv_http_server_destroy(struct cv_http_server *srv);
+
+/* Request accessors. Strings borrow from the request and live until the handler returns. */
+const char *cv_http_method(const struct cv_http_request *req);
+const char *cv_http_path(const struct cv_http_request *req); /* percent-decoded, without query */
+/* The segment matched by {name} in the route pattern, NULL if the pattern has no such name.
+ * libmicrohttpd decodes the path before matching, so an encoded '/' splits segments. */
+const char *cv_http_path_param(const struct cv_http_request *req, const char *name);
+const char *cv_http_query(const struct cv_http_request *req, const char *name); /* NULL: absent */
+const char *cv_http_header(const struct cv_http_request *req, const char *name); /* any case */
+/* The body (NUL-terminated for convenience, may contain NULs) and its length; "" if none. */
+const char *cv_http_body(const struct cv_http_request *req, size_t *len);
+
+/* Parses the body as a JSON object. Replies a 415 problem unless Content-Type is
+ * application/json (parameters such as charset allowed), a 400 problem naming line and column
+ * (also as "line"/"column" members) for malformed JSON, a 400 problem for a non-object.
+ * Returns the object (caller decrefs) or NULL after replying. Duplicate keys are malformed. */
+json_t *cv_http_json_body(struct cv_http_request *req, struct cv_http_response *resp);
+
+/* Replies: the last call wins for status and body; headers accumulate. */
+
+/* JSON body followed by a newline, Content-Type application/json. Takes ownership of body;
+ * NULL body: no body (for 204). */
+void cv_http_reply_json(struct cv_http_response *resp, unsigned status, json_t *body);
+
+/* application/problem+json (RFC 9457): {"type":"about:blank","title","status","detail"} plus,
+ * when field != NULL, "field" and "invalid-params":[{"name":field,"reason":detail}]. title NULL:
+ * the status's reason phrase; detail may be NULL. */
+void cv_http_reply_problem(struct cv_http_response *resp, unsigned status, const char *title,
+                           const char *detail, const char *field);
+
+/* Any body, copied, with the given Content-Type. */
+void cv_http_reply_text(struct cv_http_response *resp, unsigned status, const char *content_type,
+                        const char *body, size_t len);
+
+/* Adds a response header (both strings copied). */
+void cv_http_reply_header(struct cv_http_response *resp, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,88 @@
+/* Kafka clients on librdkafka: an idempotent producer (acks=all) whose deliveries the caller
+ * waits for, and a group consumer that stores offsets only after processing, commits them
+ * explicitly and commits synchronously when partitions are revoked. */
+#ifndef CV_KAFKA_H
+#define CV_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cv_kafka_header {
+    const char *name;
+    const void *value;
+    size_t len;
+};
+
+/* Where one produced message ended up. The producer fills it from its delivery report. */
+struct cv_kafka_delivery {
+    volatile int done; /* set once the report arrived */
+    rd_kafka_resp_err_t err;
+    int32_t partition;
+    int64_t offset;
+};
+
+struct cv_kafka_producer;
+
+/* Idempotent producer for brokers ("host:port,..."). extra: NULL or a NULL-terminated list of
+ * name, value pairs of further librdkafka properties. Returns NULL with errstr set. */
+struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char *client_id,
+                                                const char *const *extra, char *errstr,
+                                                size_t errstr_size);
+/* Flushes for at most timeout_ms, then destroys. Messages still queued are dropped (their
+ * senders must not have treated them as delivered). */
+void cv_kafka_producer_destroy(struct cv_kafka_producer *p, int timeout_ms);
+rd_kafka_t *cv_kafka_producer_handle(struct cv_kafka_producer *p);
+
+/* Queues one message; key may be NULL. Headers are copied. dlv (may be NULL) is filled when
+ * the delivery report arrives and must stay valid until then. Returns 0, or -1 with errstr
+ * (queue full, unknown topic, message too large). */
+int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     const struct cv_kafka_header *headers, size_t nheaders,
+                     struct cv_kafka_delivery *dlv, char *errstr, size_t errstr_size);
+
+/* Serves delivery reports until every one of dlv[0..n) is done, or timeout_ms passes, or
+ * *stop becomes non-zero (stop may be NULL). Returns the number not yet done. */
+size_t cv_kafka_wait(struct cv_kafka_producer *p, struct cv_kafka_delivery *dlv, size_t n,
+                     int timeout_ms, const volatile int *stop);
+
+/* 1 if a broker answered a metadata request within timeout_ms. */
+int cv_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
+
+struct cv_kafka_consumer;
+
+/* Joins group_id and subscribes to topics (NULL-terminated). Auto commit and automatic offset
+ * storing are off; the assignment strategy is cooperative-sticky. extra as for the producer.
+ * Returns NULL with errstr set. */
+struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char *group_id,
+                                                const char *client_id, const char *const *topics,
+                                                const char *const *extra, char *errstr,
+                                                size_t errstr_size);
+/* Commits stored offsets, leaves the group and destroys the consumer. */
+void cv_kafka_consumer_destroy(struct cv_kafka_consumer *c);
+rd_kafka_t *cv_kafka_consumer_handle(struct cv_kafka_consumer *c);
+
+/* Waits up to timeout_ms for the first message, then takes what is already there, up to max.
+ * Returns how many messages were put in msgs (each to be freed with rd_kafka_message_destroy).
+ * Error events (broker down and so on) are logged, not returned. */
+size_t cv_kafka_consumer_poll(struct cv_kafka_consumer *c, rd_kafka_message_t **msgs, size_t max,
+                              int timeout_ms);
+
+/* Marks msg as processed: its offset + 1 will be committed. */
+int cv_kafka_consumer_store(struct cv_kafka_consumer *c, const rd_kafka_message_t *msg);
+
+/* Commits the stored offsets synchronously. 0, or -1 with errstr (nothing stored is fine). */
+int cv_kafka_consumer_commit(struct cv_kafka_consumer *c, char *errstr, size_t errstr_size);
+
+/* Number of partitions currently assigned to this member. */
+int cv_kafka_consumer_assigned(struct cv_kafka_consumer *c);
+
+/* Creates the topics (NULL-terminated) that do not exist yet, with partitions partitions and
+ * replication_factor replicas, through any client handle. Existing topics are left as they
+ * are. 0, or -1 with errstr. */
+int cv_kafka_create_topics(rd_kafka_t *rk, const char *const *topics, int partitions,
+                           int replication_factor, int timeout_ms, char *errstr,
+                           size_t errstr_size);
+
+#endif

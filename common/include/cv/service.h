@@ -1,0 +1,102 @@
+/* The service runtime: everything a Conveyor service does that is not its business logic.
+ * cv_service_main reads the configuration, connects to PostgreSQL and migrates it, starts the
+ * outbox relay, the consumer loop and the HTTP server, and shuts all down on SIGTERM.
+ * A service supplies a cv_service_def: its routes, topics and event handler. */
+#ifndef CV_SERVICE_H
+#define CV_SERVICE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "cv/config.h"
+#include "cv/db.h"
+#include "cv/http.h"
+
+struct cv_service;
+
+/* One consumed record handed to a service's handler. */
+struct cv_event {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const char *key; /* NUL-terminated copy of the record key, or NULL */
+    const void *value;
+    size_t value_len;
+    const rd_kafka_message_t *msg; /* for headers */
+    const char *type;              /* "OrderPlaced"; NULL if undecodable */
+    const char *event_id;          /* metadata.event_id; NULL if undecodable */
+    json_t *data;                  /* decoded, resolved to our schema version; NULL if not */
+    const char *decode_error;      /* why data is NULL */
+};
+
+enum cv_handler_result {
+    CV_HANDLED = 0, /* effect applied (or nothing to do) */
+    CV_REJECT,      /* can never be processed: undo its effect, send it to the dead-letter topic */
+    CV_RETRY,       /* transient failure: roll back the batch and try again later */
+};
+
+/* Called inside the batch's transaction on conn, after the event id was claimed (so it runs
+ * once per event). Writes its state and emits events with cv_service_emit on conn. On
+ * CV_REJECT, reason says why. */
+typedef enum cv_handler_result (*cv_event_handler)(struct cv_service *svc, PGconn *conn,
+                                                   const struct cv_event *ev, char *reason,
+                                                   size_t reason_size);
+
+struct cv_service_def {
+    const char *name;    /* "order": logs, consumer group, client id, "<name>.dlq" */
+    const char *summary; /* one line for --help */
+    const char *topic;   /* the topic this service produces to, or NULL */
+    const char *const *consumes; /* NULL-terminated topics, or NULL */
+    const char *default_http_port;
+    const char *default_database_url;
+    const struct cv_config_var *config; /* the service's own variables (name NULL ends) */
+    const struct cv_http_route *routes;
+    size_t nroutes;
+    cv_event_handler on_event;
+    /* raw: every record reaches on_event, undecodable ones too (data NULL), and the runtime
+     * does not claim event ids (the audit service keeps its own record of what it stored). */
+    int raw;
+    /* Optional: called once after migrations, with a connection (seed data and so on). */
+    int (*init)(struct cv_service *svc, PGconn *conn);
+    void *app; /* the service's own state, for its handlers */
+};
+
+/* Runs the service until SIGTERM or SIGINT. Returns the process exit status. */
+int cv_service_main(const struct cv_service_def *def, int argc, char **argv);
+
+const struct cv_service_def *cv_service_def(const struct cv_service *svc);
+const struct cv_config *cv_service_config(const struct cv_service *svc);
+void *cv_service_app(const struct cv_service *svc);
+/* Nonzero once shutdown began (long polls end early). */
+int cv_service_stopping(const struct cv_service *svc);
+
+/* Connection for an HTTP handler; NULL with a 503 problem already replied when the database
+ * is unreachable. Give it back with cv_service_db_release. */
+PGconn *cv_service_db_acquire(struct cv_service *svc, struct cv_http_response *resp);
+void cv_service_db_release(struct cv_service *svc, PGconn *conn);
+
+/* Emits an event of type (a schema in the catalogue) with data (its fields except metadata)
+ * to the service's topic, keyed by key, through the outbox on conn, in the caller's open
+ * transaction. The metadata (new event id, time, producer, correlation and causation ids) is
+ * filled in here; cause is the event that led to this one, or NULL. Writes the new event's
+ * id into event_id_out when not NULL (37 bytes). 0, or -1 with err. */
+int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, const char *key,
+                    const json_t *data, const char *correlation_id, const struct cv_event *cause,
+                    char *event_id_out, struct cv_db_err *err);
+
+/* Maps a failed database call inside a handler to the handler's result: CV_RETRY when err is
+ * transient, otherwise CV_REJECT with err's message in reason. */
+enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *reason,
+                                             size_t reason_size);
+
+/* Reads integer query parameter name into *out: def when absent, else it must be an integer
+ * in min..max. Returns 0, or -1 after replying a 400 problem naming the parameter. */
+int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
+                         const char *name, long def, long min, long max, long *out);
+
+/* Replies 503 (database unavailable) or 500 for a failed database call in an HTTP handler. */
+void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err);
+
+#endif

@@ -1,0 +1,24 @@
+/* Small helpers used across the library and services: ids and clocks. */
+#ifndef CV_UTIL_H
+#define CV_UTIL_H
+
+#include <stdint.h>
+
+/* A random (version 4) UUID in its 36-character text form; out has room for 37 bytes. */
+void cv_uuid_v4(char out[37]);
+/* 1 if text is a UUID in canonical text form (any version, lower or upper case). */
+int cv_uuid_valid(const char *text);
+
+/* Milliseconds since the Unix epoch. */
+int64_t cv_now_ms(void);
+/* Monotonic milliseconds, for timeouts. */
+int64_t cv_monotonic_ms(void);
+/* Formats ms since the epoch as RFC 3339 UTC with milliseconds: "2026-11-26T14:20:22.123Z".
+ * out has room for 25 bytes. */
+void cv_format_time(int64_t ms, char out[25]);
+/* Parses RFC 3339 ("2026-11-26T14:20:22Z", optional fraction, Z or +hh:mm). 0 or -1. */
+int cv_parse_time(const char *text, int64_t *ms);
+/* Sleeps ms milliseconds, in slices, returning early once *stop is set (stop may be NULL). */
+void cv_sleep_ms(int ms, const volatile int *stop);
+
+#endif

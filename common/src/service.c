@@ -1,0 +1,351 @@
+/* The service lifecycle: configuration, database and migrations, Kafka producer and outbox
+ * relay, consumer loop and HTTP server; graceful shutdown on SIGTERM (readiness turns 503,
+ * in-flight requests and the batch in hand finish, offsets are committed, the producer
+ * flushed). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cv/avro.h"
+#include "cv/log.h"
+#include "cv/util.h"
+#include "service_int.h"
+
+/* Variables every service reads, with the service's own defaults filled in at start. */
+enum {
+    VAR_HTTP_PORT = 0,
+    VAR_DATABASE_URL = 1,
+};
+static struct cv_config_var common_vars[] = {
+    {"HTTP_PORT", NULL, "TCP port of the HTTP API", CV_CONFIG_INT, 1, 65535},
+    {"DATABASE_URL", NULL,
+     "PostgreSQL connection string or URI of this service's own database (may hold a password)",
+     CV_CONFIG_SECRET, 0, 0},
+    {"HTTP_BIND", "127.0.0.1", "Address the HTTP API listens on (0.0.0.0 or :: for all)",
+     CV_CONFIG_STRING, 0, 0},
+    {"HTTP_THREADS", "16",
+     "HTTP worker threads; each can hold one blocking request (queries, long polls)",
+     CV_CONFIG_INT, 1, 256},
+    {"HTTP_MAX_CONNECTIONS", "512", "Concurrent HTTP connections accepted", CV_CONFIG_INT, 1,
+     100000},
+    {"HTTP_MAX_BODY_BYTES", "65536", "Largest request body accepted (413 beyond)", CV_CONFIG_INT,
+     1024, 16777216},
+    {"KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port...]",
+     CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_GROUP_ID", "", "Consumer group (default: the service name)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SESSION_TIMEOUT_MS", "10000",
+     "Consumer group session timeout: how soon a dead replica's partitions move",
+     CV_CONFIG_INT, 6000, 300000},
+    {"KAFKA_CREATE_TOPICS", "true",
+     "Create the topics this service produces to (and its dead-letter topic) if missing",
+     CV_CONFIG_BOOL, 0, 0},
+    {"KAFKA_TOPIC_PARTITIONS", "6", "Partitions of topics this service creates", CV_CONFIG_INT,
+     1, 1000},
+    {"KAFKA_REPLICATION_FACTOR", "1", "Replication factor of topics this service creates",
+     CV_CONFIG_INT, 1, 10},
+    {"DB_POOL_SIZE", "20", "PostgreSQL connections of the pool", CV_CONFIG_INT, 2, 500},
+    {"CONSUMER_BATCH_SIZE", "200", "Records applied per database transaction", CV_CONFIG_INT, 1,
+     1000},
+    {"OUTBOX_BATCH_SIZE", "500", "Outbox rows published per round", CV_CONFIG_INT, 1, 10000},
+    {"LOG_LEVEL", "info", "debug, info, warn or error", CV_CONFIG_STRING, 0, 0},
+    {NULL, NULL, NULL, 0, 0, 0},
+};
+
+static volatile sig_atomic_t got_signal;
+
+const struct cv_service_def *cv_service_def(const struct cv_service *svc)
+{
+    return svc->def;
+}
+
+const struct cv_config *cv_service_config(const struct cv_service *svc)
+{
+    return svc->cfg;
+}
+
+void *cv_service_app(const struct cv_service *svc)
+{
+    return svc->def->app;
+}
+
+int cv_service_stopping(const struct cv_service *svc)
+{
+    return svc->stop;
+}
+
+PGconn *cv_service_db_acquire(struct cv_service *svc, struct cv_http_response *resp)
+{
+    struct cv_db_err err;
+    memset(&err, 0, sizeof(err));
+    PGconn *conn = cv_db_acquire(svc->pool, &err);
+    if (!conn) {
+        cv_log_warn("database unavailable: %s", err.msg);
+        cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
+                              NULL);
+    }
+    return conn;
+}
+
+void cv_service_db_release(struct cv_service *svc, PGconn *conn)
+{
+    cv_db_release(svc->pool, conn);
+}
+
+enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *reason,
+                                             size_t reason_size)
+{
+    snprintf(reason, reason_size, "database: %s", err->msg);
+    return err->transient ? CV_RETRY : CV_REJECT;
+}
+
+void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err)
+{
+    if (err->transient) {
+        cv_log_warn("database unavailable: %s", err->msg);
+        cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
+                              NULL);
+    } else {
+        cv_log_error("database error: %s", err->msg);
+        cv_http_reply_problem(resp, 500, "Internal Server Error", "database error", NULL);
+    }
+}
+
+int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
+                         const char *name, long def, long min, long max, long *out)
+{
+    const char *text = cv_http_query(req, name);
+    if (!text) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "expected an integer in %ld..%ld", min, max);
+        cv_http_reply_problem(resp, 400, "Bad Request", detail, name);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* /readyz: the database answers, a broker answers, the consumer loop runs. */
+static int service_ready(void *app, char *reason, size_t reason_size)
+{
+    struct cv_service *svc = app;
+    if (svc->def->consumes && !svc->consumer_running) {
+        snprintf(reason, reason_size, "consumer not running");
+        return 0;
+    }
+    pthread_mutex_lock(&svc->ready_lock);
+    int64_t now = cv_monotonic_ms();
+    if (now - svc->kafka_checked_ms > 1000) {
+        svc->kafka_ok = cv_kafka_reachable(cv_kafka_producer_handle(svc->producer), 1000);
+        svc->kafka_checked_ms = cv_monotonic_ms();
+    }
+    int kafka_ok = svc->kafka_ok;
+    pthread_mutex_unlock(&svc->ready_lock);
+    if (!kafka_ok) {
+        snprintf(reason, reason_size, "kafka unreachable");
+        return 0;
+    }
+    struct cv_db_err err;
+    PGconn *conn = cv_db_acquire(svc->pool, &err);
+    int db_ok = conn && cv_db_exec(conn, "SELECT 1", 0, NULL, &err) == 0;
+    if (conn)
+        cv_db_release(svc->pool, conn);
+    if (!db_ok) {
+        snprintf(reason, reason_size, "database unreachable: %s", err.msg);
+        return 0;
+    }
+    return 1;
+}
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+/* Waits until the database answers (it may start after us under docker compose), then
+ * migrates it and runs the service's init. */
+static int setup_database(struct cv_service *svc)
+{
+    const char *url = cv_config_str(svc->cfg, "DATABASE_URL");
+    char errstr[512];
+    int backoff = 200;
+    while (!(svc->pool = cv_db_pool_new(url, (unsigned)cv_config_int(svc->cfg, "DB_POOL_SIZE"),
+                                         errstr, sizeof(errstr)))) {
+        if (got_signal)
+            return -1;
+        cv_log_warn("waiting for the database: %s", errstr);
+        cv_sleep_ms(backoff, NULL);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+    struct cv_db_err err;
+    PGconn *conn = cv_db_acquire(svc->pool, &err);
+    int rc = -1;
+    if (!conn)
+        cv_log_error("database: %s", err.msg);
+    else if (cv_db_migrate(conn, cv_common_migrations, &err) < 0 ||
+             cv_db_migrate(conn, cv_service_migrations, &err) < 0)
+        cv_log_error("migration failed: %s", err.msg);
+    else if (svc->def->init && svc->def->init(svc, conn) < 0)
+        cv_log_error("initialisation failed");
+    else
+        rc = 0;
+    if (conn)
+        cv_db_release(svc->pool, conn);
+    return rc;
+}
+
+static int setup_kafka(struct cv_service *svc)
+{
+    char errstr[512];
+    char client_id[128];
+    snprintf(client_id, sizeof(client_id), "%s-producer", svc->def->name);
+    svc->producer = cv_kafka_producer_new(cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS"),
+                                          client_id, NULL, errstr, sizeof(errstr));
+    if (!svc->producer) {
+        cv_log_error("kafka producer: %s", errstr);
+        return -1;
+    }
+    if (cv_config_bool(svc->cfg, "KAFKA_CREATE_TOPICS")) {
+        const char *topics[3] = {svc->dlq_topic, svc->def->topic, NULL};
+        /* Brokers may come up after us: keep trying, the relay waits meanwhile anyway. */
+        int backoff = 500;
+        while (cv_kafka_create_topics(cv_kafka_producer_handle(svc->producer), topics,
+                                      (int)cv_config_int(svc->cfg, "KAFKA_TOPIC_PARTITIONS"),
+                                      (int)cv_config_int(svc->cfg, "KAFKA_REPLICATION_FACTOR"),
+                                      5000, errstr, sizeof(errstr)) < 0) {
+            if (got_signal)
+                return -1;
+            cv_log_warn("kafka: %s", errstr);
+            cv_sleep_ms(backoff, NULL);
+            backoff = backoff < 5000 ? backoff * 2 : 5000;
+        }
+    }
+    svc->relay = cv_outbox_relay_start(
+        cv_config_str(svc->cfg, "DATABASE_URL"), svc->producer,
+        (unsigned)cv_config_int(svc->cfg, "OUTBOX_BATCH_SIZE"), errstr, sizeof(errstr));
+    if (!svc->relay) {
+        cv_log_error("%s", errstr);
+        return -1;
+    }
+    if (svc->def->consumes && cv_service_consumer_start(svc, errstr, sizeof(errstr)) < 0) {
+        cv_log_error("kafka consumer: %s", errstr);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_http(struct cv_service *svc)
+{
+    struct cv_http_config hc = {
+        .bind_address = cv_config_str(svc->cfg, "HTTP_BIND"),
+        .port = (int)cv_config_int(svc->cfg, "HTTP_PORT"),
+        .threads = (unsigned)cv_config_int(svc->cfg, "HTTP_THREADS"),
+        .connection_limit = (unsigned)cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS"),
+        .connection_timeout_s = 60,
+        .max_body_bytes = (size_t)cv_config_int(svc->cfg, "HTTP_MAX_BODY_BYTES"),
+    };
+    char errstr[512];
+    svc->http = cv_http_server_new(&hc, svc->def->routes, svc->def->nroutes, svc, service_ready,
+                                   errstr, sizeof(errstr));
+    if (!svc->http) {
+        cv_log_error("http: %s", errstr);
+        return -1;
+    }
+    cv_log_info("listening on %s:%d", hc.bind_address, cv_http_server_port(svc->http));
+    return 0;
+}
+
+static void teardown(struct cv_service *svc)
+{
+    svc->stop = 1;
+    if (svc->http)
+        cv_http_server_set_draining(svc->http);
+    cv_http_server_destroy(svc->http); /* waits for requests in flight */
+    cv_service_consumer_stop(svc);     /* finishes its batch, commits, leaves the group */
+    cv_outbox_relay_stop(svc->relay);  /* finishes its round */
+    cv_kafka_producer_destroy(svc->producer, 5000);
+    cv_db_pool_destroy(svc->pool);
+    cv_config_destroy(svc->cfg);
+    pthread_mutex_destroy(&svc->ready_lock);
+    cv_avro_catalog_free();
+}
+
+int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
+{
+    common_vars[VAR_HTTP_PORT].default_value = def->default_http_port;
+    common_vars[VAR_DATABASE_URL].default_value = def->default_database_url;
+    static const struct cv_config_var empty[] = {{NULL, NULL, NULL, 0, 0, 0}};
+    const struct cv_config_var *const tables[] = {common_vars, def->config ? def->config : empty,
+                                                  NULL};
+    char program[64];
+    snprintf(program, sizeof(program), "%s-service", def->name);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            cv_config_print_help(stdout, program, def->summary, tables);
+            return 0;
+        }
+        fprintf(stderr, "%s: unknown argument %s (configuration is read from the environment; "
+                        "see --help)\n",
+                program, argv[i]);
+        return 2;
+    }
+
+    struct cv_service svc_storage;
+    struct cv_service *svc = &svc_storage;
+    memset(svc, 0, sizeof(*svc));
+    svc->def = def;
+    pthread_mutex_init(&svc->ready_lock, NULL);
+    snprintf(svc->dlq_topic, sizeof(svc->dlq_topic), "%s.dlq", def->name);
+    snprintf(svc->source, sizeof(svc->source), "/conveyor/%s", def->name);
+
+    char errstr[512];
+    svc->cfg = cv_config_load(tables, errstr, sizeof(errstr));
+    if (!svc->cfg) {
+        fprintf(stderr, "%s: %s\n", program, errstr);
+        pthread_mutex_destroy(&svc->ready_lock);
+        return 2;
+    }
+    enum cv_log_level level;
+    if (cv_log_level_parse(cv_config_str(svc->cfg, "LOG_LEVEL"), &level) < 0) {
+        fprintf(stderr, "%s: LOG_LEVEL: expected debug, info, warn or error, got \"%s\"\n",
+                program, cv_config_str(svc->cfg, "LOG_LEVEL"));
+        cv_config_destroy(svc->cfg);
+        pthread_mutex_destroy(&svc->ready_lock);
+        return 2;
+    }
+    cv_log_init(program, level);
+
+    /* SIGTERM/SIGINT only set a flag; the main thread notices it below. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    if (cv_avro_catalog_load(errstr, sizeof(errstr)) < 0) {
+        cv_log_error("schemas: %s", errstr);
+        goto out;
+    }
+    if (setup_database(svc) < 0 || setup_kafka(svc) < 0 || setup_http(svc) < 0)
+        goto out;
+    cv_log_info("started");
+    while (!got_signal)
+        cv_sleep_ms(200, NULL);
+    cv_log_info("received signal %d, shutting down", (int)got_signal);
+    status = 0;
+out:
+    teardown(svc);
+    if (status == 0)
+        cv_log_info("stopped");
+    return got_signal && status ? 0 : status;
+}

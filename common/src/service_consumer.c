@@ -1,0 +1,252 @@
+/* The consumer loop: polls a batch, applies it in one database transaction (one savepoint per
+ * record, so that a record that can never be processed is dead-lettered alone), then stores
+ * and commits the offsets. Transient failures roll the batch back and retry it with backoff,
+ * so nothing is skipped or reordered; the event ids claimed in the same transaction make
+ * redelivery harmless. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cv/avro.h"
+#include "cv/dedup.h"
+#include "cv/log.h"
+#include "cv/metrics.h"
+#include "cv/util.h"
+#include "service_int.h"
+
+#define MAX_BATCH 1000
+
+/* A consumed record with what decoding made of it. */
+struct decoded {
+    struct cv_event ev;
+    char *key;
+    char type[64];
+    char event_id[64];
+    char decode_error[256];
+};
+
+static void decode_record(struct decoded *d, const rd_kafka_message_t *msg)
+{
+    memset(d, 0, sizeof(*d));
+    struct cv_event *ev = &d->ev;
+    ev->topic = rd_kafka_topic_name(msg->rkt);
+    ev->partition = msg->partition;
+    ev->offset = msg->offset;
+    ev->timestamp_ms = rd_kafka_message_timestamp(msg, NULL);
+    ev->value = msg->payload;
+    ev->value_len = msg->len;
+    ev->msg = msg;
+    if (msg->key) {
+        d->key = strndup(msg->key, msg->key_len);
+        ev->key = d->key;
+    }
+    if (!msg->payload || msg->len == 0) {
+        snprintf(d->decode_error, sizeof(d->decode_error), "empty value");
+        ev->decode_error = d->decode_error;
+        return;
+    }
+    const struct cv_schema *writer = NULL;
+    if (cv_avro_decode(msg->payload, msg->len, NULL, &ev->data, &writer, d->decode_error,
+                       sizeof(d->decode_error)) < 0) {
+        ev->data = NULL;
+        ev->decode_error = d->decode_error;
+        return;
+    }
+    snprintf(d->type, sizeof(d->type), "%s", cv_avro_schema_type(writer));
+    ev->type = d->type;
+    const char *id = json_string_value(json_object_get(json_object_get(ev->data, "metadata"),
+                                                       "event_id"));
+    if (!id || !*id) {
+        json_decref(ev->data);
+        ev->data = NULL;
+        ev->type = NULL;
+        snprintf(d->decode_error, sizeof(d->decode_error), "event has no metadata.event_id");
+        ev->decode_error = d->decode_error;
+        return;
+    }
+    snprintf(d->event_id, sizeof(d->event_id), "%s", id);
+    ev->event_id = d->event_id;
+}
+
+static void decoded_free(struct decoded *d)
+{
+    json_decref(d->ev.data);
+    free(d->key);
+}
+
+/* Runs one record inside the open transaction, under a savepoint. Returns CV_HANDLED (also for
+ * skipped duplicates and dead-lettered records) or CV_RETRY; err is set for CV_RETRY. */
+static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
+                                           struct decoded *d, struct cv_db_err *err)
+{
+    const struct cv_event *ev = &d->ev;
+    char reason[512] = "";
+    if (cv_db_exec(conn, "SAVEPOINT record", 0, NULL, err) < 0)
+        return CV_RETRY;
+    cv_log_set_context(NULL, ev->event_id);
+
+    enum cv_handler_result result;
+    if (!ev->data && !svc->def->raw) {
+        snprintf(reason, sizeof(reason), "undecodable: %s", ev->decode_error);
+        result = CV_REJECT;
+    } else if (!svc->def->raw) {
+        int claimed = cv_dedup_claim(conn, svc->def->name, ev->event_id, err);
+        if (claimed < 0)
+            result = cv_service_db_failure(err, reason, sizeof(reason));
+        else if (claimed == 0) {
+            cv_log_debug("skipping duplicate %s %s", ev->type, ev->event_id);
+            cv_counter_add(cv_metrics_counter("consumer_duplicates_total",
+                                              "Redelivered events skipped", NULL),
+                           1);
+            result = CV_HANDLED;
+        } else {
+            result = svc->def->on_event(svc, conn, ev, reason, sizeof(reason));
+        }
+    } else {
+        result = svc->def->on_event(svc, conn, ev, reason, sizeof(reason));
+    }
+
+    if (result == CV_RETRY) {
+        if (!err->msg[0] || !err->transient) {
+            snprintf(err->msg, sizeof(err->msg), "%s", reason[0] ? reason : "handler asked to retry");
+            err->transient = 1;
+        }
+    } else if (result == CV_REJECT) {
+        /* Undo whatever the handler wrote, then record the event as processed (so that a
+         * redelivery is not dead-lettered twice) and dead-letter it. */
+        if (cv_db_exec(conn, "ROLLBACK TO SAVEPOINT record", 0, NULL, err) < 0)
+            result = CV_RETRY;
+        else if (ev->event_id && !svc->def->raw &&
+                 cv_dedup_claim(conn, svc->def->name, ev->event_id, err) < 0)
+            result = CV_RETRY;
+        else if (cv_service_dead_letter(svc, conn, ev->msg, reason, err) < 0)
+            result = CV_RETRY;
+        else
+            result = CV_HANDLED;
+        cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
+                                          "Records sent to the dead-letter topic", NULL),
+                       1);
+    } else if (cv_db_exec(conn, "RELEASE SAVEPOINT record", 0, NULL, err) < 0) {
+        result = CV_RETRY;
+    }
+    cv_log_set_context(NULL, NULL);
+    return result;
+}
+
+/* Applies a whole batch in one transaction. 0 once committed, -1 (err set) to retry it. */
+static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
+                       struct cv_db_err *err)
+{
+    PGconn *conn = cv_db_acquire(svc->pool, err);
+    if (!conn)
+        return -1;
+    int rc = cv_db_begin(conn, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (apply_record(svc, conn, &batch[i], err) != CV_HANDLED)
+            rc = -1;
+    if (rc == 0)
+        rc = cv_db_commit(conn, err);
+    if (rc < 0)
+        cv_db_rollback(conn);
+    cv_db_release(svc->pool, conn);
+    return rc;
+}
+
+static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, size_t n)
+{
+    struct decoded *batch = calloc(n, sizeof(*batch));
+    for (size_t i = 0; i < n; i++)
+        decode_record(&batch[i], msgs[i]);
+
+    int64_t started = cv_monotonic_ms();
+    int backoff = 100;
+    struct cv_db_err err;
+    for (;;) {
+        memset(&err, 0, sizeof(err));
+        if (apply_batch(svc, batch, n, &err) == 0)
+            break;
+        if (svc->stop) {
+            /* Not committed: the records come again after restart or rebalance. */
+            cv_log_warn("consumer: stopping with a batch of %zu not applied: %s", n, err.msg);
+            goto out;
+        }
+        cv_log_warn("consumer: batch of %zu failed (%s), retrying in %d ms", n, err.msg,
+                    backoff);
+        cv_counter_add(
+            cv_metrics_counter("consumer_batch_retries_total", "Batches rolled back and retried",
+                               NULL),
+            1);
+        cv_sleep_ms(backoff, &svc->stop);
+        backoff = backoff < 5000 ? backoff * 2 : 5000;
+    }
+    for (size_t i = 0; i < n; i++)
+        cv_kafka_consumer_store(svc->consumer, msgs[i]);
+    char errstr[256];
+    if (cv_kafka_consumer_commit(svc->consumer, errstr, sizeof(errstr)) < 0)
+        cv_log_warn("consumer: %s (the records may be redelivered and skipped)", errstr);
+    cv_counter_add(cv_metrics_counter("consumer_records_total", "Records consumed and applied",
+                                      NULL),
+                   n);
+    cv_histogram_observe(
+        cv_metrics_histogram("consumer_batch_duration_seconds",
+                             "Time to apply and commit one batch", NULL, NULL, 0),
+        (double)(cv_monotonic_ms() - started) / 1000.0);
+out:
+    for (size_t i = 0; i < n; i++)
+        decoded_free(&batch[i]);
+    free(batch);
+}
+
+static void *consumer_main(void *arg)
+{
+    struct cv_service *svc = arg;
+    size_t max = (size_t)cv_config_int(svc->cfg, "CONSUMER_BATCH_SIZE");
+    if (max > MAX_BATCH)
+        max = MAX_BATCH;
+    rd_kafka_message_t **msgs = calloc(max, sizeof(*msgs));
+    svc->consumer_running = 1;
+    while (!svc->stop) {
+        size_t n = cv_kafka_consumer_poll(svc->consumer, msgs, max, 200);
+        if (n == 0)
+            continue;
+        process_batch(svc, msgs, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+    }
+    svc->consumer_running = 0;
+    free(msgs);
+    return NULL;
+}
+
+int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size)
+{
+    const char *brokers = cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS");
+    const char *group = cv_config_str(svc->cfg, "KAFKA_GROUP_ID");
+    char session[16];
+    snprintf(session, sizeof(session), "%ld", cv_config_int(svc->cfg, "KAFKA_SESSION_TIMEOUT_MS"));
+    const char *extra[] = {"session.timeout.ms", session, NULL};
+    char client_id[128];
+    snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
+    svc->consumer = cv_kafka_consumer_new(brokers, group[0] ? group : svc->def->name, client_id,
+                                          svc->def->consumes, extra, errstr, errstr_size);
+    if (!svc->consumer)
+        return -1;
+    if (pthread_create(&svc->consumer_thread, NULL, consumer_main, svc) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the consumer thread");
+        cv_kafka_consumer_destroy(svc->consumer);
+        svc->consumer = NULL;
+        return -1;
+    }
+    svc->consumer_started = 1;
+    return 0;
+}
+
+void cv_service_consumer_stop(struct cv_service *svc)
+{
+    if (!svc->consumer_started)
+        return;
+    pthread_join(svc->consumer_thread, NULL);
+    cv_kafka_consumer_destroy(svc->consumer); /* commits on revoke and leaves the group */
+    svc->consumer = NULL;
+    svc->consumer_started = 0;
+}

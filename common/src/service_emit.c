@@ -1,0 +1,101 @@
+/* Events leaving a service: its own events with metadata and CloudEvents headers, and
+ * dead-letter records, both written to the outbox in the caller's transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cv/avro.h"
+#include "cv/log.h"
+#include "cv/util.h"
+#include "service_int.h"
+
+int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, const char *key,
+                    const json_t *data, const char *correlation_id, const struct cv_event *cause,
+                    char *event_id_out, struct cv_db_err *err)
+{
+    const struct cv_schema *schema = cv_avro_schema_by_type(type);
+    if (!schema || !svc->def->topic) {
+        snprintf(err->msg, sizeof(err->msg), "cannot emit %s: %s", type,
+                 schema ? "service has no topic" : "unknown event type");
+        err->transient = 0;
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    char event_id[37];
+    cv_uuid_v4(event_id);
+    int64_t now = cv_now_ms();
+    json_t *event = json_deep_copy(data);
+    json_t *meta = json_pack("{s:s, s:I, s:s, s:s, s:o}", "event_id", event_id, "occurred_at",
+                             (json_int_t)now, "producer", svc->def->name, "correlation_id",
+                             correlation_id ? correlation_id : event_id, "causation_id",
+                             cause && cause->event_id ? json_string(cause->event_id)
+                                                      : json_null());
+    json_object_set_new(event, "metadata", meta);
+
+    unsigned char *value = NULL;
+    size_t value_len = 0;
+    char errstr[256];
+    if (cv_avro_encode(schema, event, CV_AVRO_SINGLE_OBJECT, &value, &value_len, errstr,
+                       sizeof(errstr)) < 0) {
+        json_decref(event);
+        snprintf(err->msg, sizeof(err->msg), "encode %s: %s", type, errstr);
+        err->transient = 0;
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    json_decref(event);
+
+    char ce_type[96], ce_time[25];
+    snprintf(ce_type, sizeof(ce_type), "%s", cv_avro_schema_full_name(schema));
+    cv_format_time(now, ce_time);
+    const struct cv_kafka_header headers[] = {
+        {"ce_specversion", "1.0", 3},
+        {"ce_id", event_id, strlen(event_id)},
+        {"ce_type", ce_type, strlen(ce_type)},
+        {"ce_source", svc->source, strlen(svc->source)},
+        {"ce_time", ce_time, strlen(ce_time)},
+        {"content-type", "application/avro", 16},
+    };
+    int rc = cv_outbox_add(conn, svc->def->topic, key, key ? strlen(key) : 0, value, value_len,
+                           headers, sizeof(headers) / sizeof(headers[0]), err);
+    free(value);
+    if (rc == 0 && event_id_out)
+        memcpy(event_id_out, event_id, 37);
+    return rc;
+}
+
+int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_message_t *msg,
+                           const char *reason, struct cv_db_err *err)
+{
+    rd_kafka_headers_t *orig = NULL;
+    size_t norig = 0;
+    if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        norig = rd_kafka_header_cnt(orig);
+    struct cv_kafka_header *headers = calloc(norig + 6, sizeof(*headers));
+    size_t n = 0;
+    for (size_t i = 0; i < norig; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        if (rd_kafka_header_get_all(orig, i, &name, &value, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            headers[n++] = (struct cv_kafka_header){name, value, len};
+    }
+    char partition[16], offset[24], when[25];
+    snprintf(partition, sizeof(partition), "%d", (int)msg->partition);
+    snprintf(offset, sizeof(offset), "%lld", (long long)msg->offset);
+    cv_format_time(cv_now_ms(), when);
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    headers[n++] = (struct cv_kafka_header){"dlq_reason", reason, strlen(reason)};
+    headers[n++] = (struct cv_kafka_header){"dlq_topic", topic, strlen(topic)};
+    headers[n++] = (struct cv_kafka_header){"dlq_partition", partition, strlen(partition)};
+    headers[n++] = (struct cv_kafka_header){"dlq_offset", offset, strlen(offset)};
+    headers[n++] = (struct cv_kafka_header){"dlq_time", when, strlen(when)};
+    headers[n++] =
+        (struct cv_kafka_header){"dlq_consumer", svc->def->name, strlen(svc->def->name)};
+    cv_log_warn("dead-lettering %s[%d]@%lld to %s: %s", topic, (int)msg->partition,
+                (long long)msg->offset, svc->dlq_topic, reason);
+    int rc = cv_outbox_add(conn, svc->dlq_topic, msg->key, msg->key_len, msg->payload ? msg->payload : "",
+                           msg->len, headers, n, err);
+    free(headers);
+    return rc;
+}

@@ -1,0 +1,40 @@
+/* The service runtime's state, shared by service.c, service_consumer.c and service_emit.c. */
+#ifndef CV_SERVICE_INT_H
+#define CV_SERVICE_INT_H
+
+#include <pthread.h>
+
+#include "cv/kafka.h"
+#include "cv/outbox.h"
+#include "cv/service.h"
+
+struct cv_service {
+    const struct cv_service_def *def;
+    struct cv_config *cfg;
+    struct cv_db_pool *pool;
+    struct cv_kafka_producer *producer; /* the outbox relay's */
+    struct cv_outbox_relay *relay;
+    struct cv_kafka_consumer *consumer;
+    struct cv_http_server *http;
+    pthread_t consumer_thread;
+    int consumer_started;
+    volatile int consumer_running; /* the loop is polling */
+    volatile int stop;
+    char dlq_topic[160];
+    char source[160]; /* CloudEvents source: "/conveyor/<name>" */
+    /* readiness cache: brokers are asked at most once a second */
+    pthread_mutex_t ready_lock;
+    int64_t kafka_checked_ms;
+    int kafka_ok;
+};
+
+/* Starts / stops the consumer loop thread (service_consumer.c). */
+int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);
+void cv_service_consumer_stop(struct cv_service *svc);
+
+/* Writes a dead-letter record for msg (its key, value and headers, plus why and where from)
+ * to the outbox on conn, in the open transaction (service_emit.c). */
+int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_message_t *msg,
+                           const char *reason, struct cv_db_err *err);
+
+#endif

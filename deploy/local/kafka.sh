@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka (KRaft, broker + controller in one JVM) on
+# 127.0.0.1, run from Apache Kafka's own jars fetched from Maven Central with
+# Maven: no Docker, no tarball. For development, tests and CI.
+#
+# Usage:
+#   kafka.sh fetch                  fetch the jars once (Maven, quiet)
+#   kafka.sh start                  start a broker; prints KAFKA_DIR=... on stdout
+#   kafka.sh topics NAME...         create topics (idempotent)
+#   kafka.sh tool NAME [ARGS...]    run a Kafka CLI tool from the same jars
+#   kafka.sh stop [DIR]             stop the broker of DIR (default $KAFKA_DIR)
+#
+#   eval "$(deploy/local/kafka.sh start)" && export KAFKA_DIR
+#   deploy/local/kafka.sh topics orders inventory shipments
+#   deploy/local/kafka.sh tool consumer-groups --bootstrap-server 127.0.0.1:9092 \
+#       --describe --group inventory
+#   deploy/local/kafka.sh stop
+#
+# Tools: topics, console-consumer, console-producer, consumer-groups, configs,
+# get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum.
+#
+# Environment (defaults in brackets):
+#   KAFKA_VERSION          Apache Kafka version [3.9.2, see docs/kafka-version.md]
+#   KAFKA_PORT             client listener on 127.0.0.1 [9092]
+#   KAFKA_CONTROLLER_PORT  KRaft controller listener [9093]
+#   KAFKA_DIR              run directory: server.properties, kafka.pid, kafka.log,
+#                          data/ [a fresh temporary directory, removed by stop]
+#                          An existing formatted DIR is started again as it is.
+#   KAFKA_HEAP             broker heap [-Xmx384m -Xms384m]
+#   KAFKA_PARTITIONS       partitions of new topics [6]
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer [60]
+#   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL [20]
+#   CONVEYOR_CACHE         where jars are kept [~/.cache/conveyor]
+#
+# Requires java (17+), mvn (first fetch only) and kcat (readiness check).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prog=${0##*/}
+
+KAFKA_VERSION=${KAFKA_VERSION:-3.9.2}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_HEAP=${KAFKA_HEAP:--Xmx384m -Xms384m}
+KAFKA_PARTITIONS=${KAFKA_PARTITIONS:-6}
+KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
+KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-20}
+
+cache=${CONVEYOR_CACHE:-$HOME/.cache/conveyor}
+kafka_home=$cache/kafka-$KAFKA_VERSION
+libs=$kafka_home/libs
+major=${KAFKA_VERSION%%.*}
+temp_marker=.conveyor-temp-dir
+
+log() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { log "$*"; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; exit 2; }
+
+[[ $KAFKA_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad KAFKA_VERSION: $KAFKA_VERSION"
+for v in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_PARTITIONS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
+done
+
+# Logging: Kafka 3.x logs through log4j 1 (reload4j), 4.x through log4j 2.
+log_opt() { # $1: broker | tools
+    local name=log4j.properties
+    [[ $1 == tools ]] && name=tools-$name
+    if (( major >= 4 )); then
+        printf '%s' "-Dlog4j2.configurationFile=$here/kafka/${name/log4j/log4j2}"
+    else
+        printf '%s' "-Dlog4j.configuration=file:$here/kafka/$name"
+    fi
+}
+
+# ---------------------------------------------------------------- fetch
+fetch() {
+    [[ -f $libs/.complete ]] && return 0
+    command -v mvn >/dev/null || die "mvn not found: needed once to fetch Kafka $KAFKA_VERSION"
+    mkdir -p "$kafka_home"
+    # Concurrent fetches (parallel test runs) wait for each other.
+    exec 9>"$kafka_home/.lock"
+    if command -v flock >/dev/null; then flock 9; fi
+    if [[ ! -f $libs/.complete ]]; then
+        local partial=$kafka_home/libs.partial
+        local args=(-q -B -f "$here/pom.xml" "-Dkafka.version=$KAFKA_VERSION"
+                    "-Dkafka.cache=$cache" "-Dkafka.libs.dir=$partial")
+        (( major >= 4 )) && args+=(-Dkafka.logging=log4j2)
+        log "fetching Apache Kafka $KAFKA_VERSION with Maven into $libs"
+        rm -rf "$partial"
+        # (Maven 3.8 prints stray colour resets even in batch mode: drop them.)
+        if ! mvn "${args[@]}" 2>&1 | sed 's/\x1b\[0m//g' >&2; then
+            rm -rf "$partial"
+            die "Maven could not fetch Apache Kafka $KAFKA_VERSION"
+        fi
+        [[ -f $partial/kafka_2.13-$KAFKA_VERSION.jar ]] || die "fetch incomplete: $partial"
+        touch "$partial/.complete"
+        rm -rf "$libs"
+        mv "$partial" "$libs"
+    fi
+    exec 9>&-
+}
+
+# ---------------------------------------------------------------- java
+java_base=(java -Djava.awt.headless=true)
+
+# The main class of a tool name; differs between 3.x and 4.x.
+tool_class() {
+    case $1 in
+        topics)             echo org.apache.kafka.tools.TopicCommand ;;
+        console-consumer)   echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+        console-producer)
+            if (( major >= 4 )); then echo org.apache.kafka.tools.ConsoleProducer
+            else echo kafka.tools.ConsoleProducer; fi ;;
+        consumer-groups)    echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
+        configs)            echo kafka.admin.ConfigCommand ;;
+        get-offsets)        echo org.apache.kafka.tools.GetOffsetShell ;;
+        producer-perf-test) echo org.apache.kafka.tools.ProducerPerformance ;;
+        consumer-perf-test) echo org.apache.kafka.tools.ConsumerPerformance ;;
+        metadata-quorum)    echo org.apache.kafka.tools.MetadataQuorumCommand ;;
+        *) return 1 ;;
+    esac
+}
+
+# JVM options of a tool: short-lived admin tools start faster with C1 only and
+# the serial GC; the perf tools keep the full JIT so they measure Kafka, not us.
+tool_jvm_opts() {
+    local opts=(-Xmx256m "$(log_opt tools)")
+    case $1 in
+        *-perf-test) ;;
+        *) opts+=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto) ;;
+    esac
+    printf '%s\n' "${opts[@]}"
+}
+
+tool() {
+    (( $# >= 1 )) || usage
+    local name=$1 cls
+    shift
+    cls=$(tool_class "$name") || die "unknown tool '$name' (topics, console-consumer, console-producer, consumer-groups, configs, get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum)"
+    fetch
+    local opts
+    mapfile -t opts < <(tool_jvm_opts "$name")
+    exec "${java_base[@]}" "${opts[@]}" -cp "$libs/*" "$cls" "$@"
+}
+
+# ---------------------------------------------------------------- start
+# Prints the pid of the broker of run directory $1 if it is running.
+broker_pid() {
+    local dir=$1 pid state
+    [[ -f $dir/kafka.pid ]] || return 1
+    pid=$(<"$dir/kafka.pid")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ -r /proc/$pid/cmdline ]] || return 1
+    # Never signal a recycled pid: it must be our broker of this directory.
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $dir/server.properties" || return 1
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [[ $state != Z ]] || return 1
+    echo "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A Kafka cluster id: 16 random bytes, base64url without padding, not
+# starting with '-' (it would read as an option).
+cluster_id() {
+    local id
+    while :; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+        [[ $id == -* ]] || break
+    done
+    echo "$id"
+}
+
+broker_ready() {
+    kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 2>/dev/null | grep -q 'broker 1 at'
+}
+
+start_failed() { # $1: message
+    log "$1"
+    if [[ -f $run_dir/kafka.log ]]; then
+        log "last lines of $run_dir/kafka.log:"
+        tail -n 40 "$run_dir/kafka.log" >&2
+    fi
+    local pid
+    if pid=$(broker_pid "$run_dir"); then
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -f "$run_dir/kafka.pid"
+    if (( made_temp )); then rm -rf "$run_dir"; fi
+    exit 1
+}
+
+start() {
+    command -v java >/dev/null || die "java not found (Java 17 or newer is needed)"
+    command -v kcat >/dev/null || die "kcat not found (used to tell when the broker is ready)"
+    fetch
+    made_temp=0
+    if [[ -n ${KAFKA_DIR:-} ]]; then
+        mkdir -p "$KAFKA_DIR"
+        run_dir=$(cd "$KAFKA_DIR" && pwd)
+    else
+        run_dir=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-kafka.XXXXXX")
+        made_temp=1
+        touch "$run_dir/$temp_marker"
+    fi
+    local pid
+    if pid=$(broker_pid "$run_dir"); then
+        die "a broker already runs from $run_dir (pid $pid)"
+    fi
+    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        port_in_use "$port" && start_failed "port $port on 127.0.0.1 is already in use"
+    done
+
+    local conf
+    conf=$(<"$here/kafka/server.properties.in")
+    conf=${conf//@KAFKA_DIR@/$run_dir}
+    conf=${conf//@KAFKA_PORT@/$KAFKA_PORT}
+    conf=${conf//@KAFKA_CONTROLLER_PORT@/$KAFKA_CONTROLLER_PORT}
+    conf=${conf//@KAFKA_PARTITIONS@/$KAFKA_PARTITIONS}
+    if (( major >= 4 )); then
+        conf+=$'\n'"share.coordinator.state.topic.replication.factor=1"
+        conf+=$'\n'"share.coordinator.state.topic.min.isr=1"
+    fi
+    printf '%s\n' "$conf" >"$run_dir/server.properties"
+
+    local t0=$SECONDS
+    if [[ ! -f $run_dir/data/meta.properties ]]; then
+        "${java_base[@]}" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "$(log_opt tools)" \
+            -cp "$libs/*" kafka.tools.StorageTool format -t "$(cluster_id)" \
+            -c "$run_dir/server.properties" >>"$run_dir/kafka.log" 2>&1 \
+            || start_failed "formatting the storage failed"
+    fi
+
+    local heap
+    read -r -a heap <<<"$KAFKA_HEAP"
+    rm -f "$run_dir/kafka.pid"
+    # setsid: the broker leads its own session and process group, so stop can
+    # signal the group; the inner shell writes the pid and becomes the JVM.
+    # shellcheck disable=SC2016
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka "$run_dir/kafka.pid" \
+        "${java_base[@]}" -server "${heap[@]}" \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+        "$(log_opt broker)" -Dkafka.logs.dir="$run_dir" \
+        -cp "$libs/*" kafka.Kafka "$run_dir/server.properties" \
+        </dev/null >>"$run_dir/kafka.log" 2>&1 &
+
+    local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    until [[ -s $run_dir/kafka.pid ]] && broker_pid "$run_dir" >/dev/null && broker_ready; do
+        if [[ -s $run_dir/kafka.pid ]] && ! broker_pid "$run_dir" >/dev/null; then
+            start_failed "the broker exited during start-up"
+        fi
+        (( SECONDS < deadline )) || start_failed "the broker did not answer within ${KAFKA_START_TIMEOUT}s"
+        sleep 0.5
+    done
+    log "Kafka $KAFKA_VERSION ready on 127.0.0.1:$KAFKA_PORT after $((SECONDS - t0))s (pid $(<"$run_dir/kafka.pid"), log $run_dir/kafka.log)"
+    printf 'KAFKA_DIR=%q\n' "$run_dir"
+}
+
+# ---------------------------------------------------------------- topics
+topics() {
+    (( $# >= 1 )) || usage
+    local name
+    for name; do
+        (tool topics --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
+            --topic "$name" --partitions "$KAFKA_PARTITIONS" --replication-factor 1) >&2
+    done
+}
+
+# ---------------------------------------------------------------- stop
+stop() {
+    local dir=${1:-${KAFKA_DIR:-}} pid
+    [[ -n $dir ]] || die "stop: no run directory (set KAFKA_DIR or pass it)"
+    if [[ ! -d $dir ]]; then
+        log "nothing to stop: $dir does not exist"
+        return 0
+    fi
+    dir=$(cd "$dir" && pwd)
+    if pid=$(broker_pid "$dir"); then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+        while broker_pid "$dir" >/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+        if broker_pid "$dir" >/dev/null; then
+            log "broker (pid $pid) still running after ${KAFKA_STOP_TIMEOUT}s: SIGKILL"
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+            deadline=$((SECONDS + 10))
+            while broker_pid "$dir" >/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+            broker_pid "$dir" >/dev/null && die "could not stop pid $pid"
+        fi
+        log "stopped the broker of $dir"
+    fi
+    rm -f "$dir/kafka.pid"
+    if [[ -f $dir/$temp_marker ]]; then rm -rf "$dir"; fi
+}
+
+# ---------------------------------------------------------------- main
+(( $# >= 1 )) || usage
+cmd=$1
+shift
+case $cmd in
+    fetch) fetch ;;
+    start) (( $# == 0 )) || usage; start ;;
+    topics) topics "$@" ;;
+    tool) tool "$@" ;;
+    stop) (( $# <= 1 )) || usage; stop "$@" ;;
+    -h|--help|help) usage ;;
+    *) usage ;;
+esac

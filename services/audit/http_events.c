@@ -1,0 +1,146 @@
+/* HTTP API of the audit service: query recorded events, one event, statistics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "cv/util.h"
+
+#define TIME_JSON(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define EVENT_JSON                                                                                 \
+    "json_build_object('event_id', event_id, 'type', type, 'topic', topic,"                       \
+    " 'partition', partition, 'offset', \"offset\", 'key', key, 'order_id', order_id,"            \
+    " 'occurred_at', " TIME_JSON("occurred_at") ", 'recorded_at', " TIME_JSON("recorded_at") ","  \
+    " 'producer', producer, 'headers', headers, 'data', data)"
+
+/* Parses an RFC 3339 query parameter into milliseconds as text; 0 absent, 1 set, -1 replied. */
+static int time_param(struct cv_http_request *req, struct cv_http_response *resp,
+                      const char *name, char out[24])
+{
+    const char *text = cv_http_query(req, name);
+    if (!text)
+        return 0;
+    int64_t ms;
+    if (cv_parse_time(text, &ms) < 0) {
+        cv_http_reply_problem(resp, 400, "Bad Request",
+                              "expected an RFC 3339 time such as 2026-01-31T12:00:00Z", name);
+        return -1;
+    }
+    snprintf(out, 24, "%lld", (long long)ms);
+    return 1;
+}
+
+void audit_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    char since[24], until[24], limit_text[24], after_ms[24] = "", after_seq[24] = "";
+    int has_since = time_param(req, resp, "since", since);
+    if (has_since < 0)
+        return;
+    int has_until = time_param(req, resp, "until", until);
+    if (has_until < 0)
+        return;
+    long limit;
+    if (cv_service_query_int(req, resp, "limit", 100, 1, 1000, &limit) < 0)
+        return;
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    /* Cursor "<occurred_at ms>.<seq>" of the last event of the previous page. */
+    const char *after = cv_http_query(req, "after");
+    if (after) {
+        long long ms, seq;
+        char tail;
+        if (sscanf(after, "%lld.%lld%c", &ms, &seq, &tail) != 2 || ms < 0 || seq < 0) {
+            cv_http_reply_problem(resp, 400, "Bad Request", "not a cursor from \"next\"",
+                                  "after");
+            return;
+        }
+        snprintf(after_ms, sizeof(after_ms), "%lld", ms);
+        snprintf(after_seq, sizeof(after_seq), "%lld", seq);
+    }
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    const char *params[] = {cv_http_query(req, "order_id"),
+                            cv_http_query(req, "type"),
+                            cv_http_query(req, "topic"),
+                            has_since ? since : NULL,
+                            has_until ? until : NULL,
+                            after ? after_ms : NULL,
+                            after ? after_seq : NULL,
+                            limit_text};
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(
+        conn,
+        "SELECT " EVENT_JSON "::text,"
+        " (extract(epoch from occurred_at) * 1000)::bigint || '.' || seq FROM events"
+        " WHERE ($1::text IS NULL OR order_id = $1) AND ($2::text IS NULL OR type = $2)"
+        " AND ($3::text IS NULL OR topic = $3)"
+        " AND ($4::bigint IS NULL OR occurred_at >= to_timestamp($4::bigint / 1000.0))"
+        " AND ($5::bigint IS NULL OR occurred_at < to_timestamp($5::bigint / 1000.0))"
+        " AND ($6::bigint IS NULL OR (occurred_at, seq) >"
+        "      (to_timestamp($6::bigint / 1000.0), $7::bigint))"
+        " ORDER BY occurred_at, seq LIMIT $8::int",
+        8, params, &err);
+    cv_service_db_release(svc, conn);
+    if (!res) {
+        cv_service_reply_db_error(resp, &err);
+        return;
+    }
+    json_t *events = json_array();
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        json_array_append_new(events, json_loads(PQgetvalue(res, i, 0), 0, NULL));
+    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 1)) : json_null();
+    PQclear(res);
+    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "events", events, "next", next));
+}
+
+void audit_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    const char *id = cv_http_path_param(req, "event_id");
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    const char *params[] = {id};
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(conn, "SELECT " EVENT_JSON "::text FROM events WHERE event_id = $1",
+                                1, params, &err);
+    cv_service_db_release(svc, conn);
+    if (!res) {
+        cv_service_reply_db_error(resp, &err);
+        return;
+    }
+    if (PQntuples(res) == 0)
+        cv_http_reply_problem(resp, 404, "Not Found", "no such event", "event_id");
+    else
+        cv_http_reply_json(resp, 200, json_loads(PQgetvalue(res, 0, 0), 0, NULL));
+    PQclear(res);
+}
+
+void audit_http_stats(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(
+        conn,
+        "SELECT json_build_object("
+        " 'total', (SELECT count(*) FROM events),"
+        " 'by_type', COALESCE((SELECT json_object_agg(type, n) FROM"
+        "   (SELECT type, count(*) AS n FROM events GROUP BY type ORDER BY type) t), '{}'),"
+        " 'by_topic', COALESCE((SELECT json_object_agg(topic, n) FROM"
+        "   (SELECT topic, count(*) AS n FROM events GROUP BY topic ORDER BY topic) t), '{}'),"
+        " 'last_event_at', (SELECT " TIME_JSON("max(occurred_at)") " FROM events),"
+        " 'last_recorded_at', (SELECT " TIME_JSON("max(recorded_at)") " FROM events))::text",
+        0, NULL, &err);
+    cv_service_db_release(svc, conn);
+    if (!res) {
+        cv_service_reply_db_error(resp, &err);
+        return;
+    }
+    cv_http_reply_json(resp, 200, json_loads(PQgetvalue(res, 0, 0), 0, NULL));
+    PQclear(res);
+}

@@ -1,0 +1,30 @@
+/* audit-service: wiring of the audit service's routes, topics and handler. */
+#include "audit.h"
+
+static const struct cv_http_route routes[] = {
+    {"GET", "/events", audit_http_list},
+    {"GET", "/events/{event_id}", audit_http_get},
+    {"GET", "/stats", audit_http_stats},
+};
+
+static const char *const consumes[] = {"orders",        "inventory",    "shipments",
+                                       "order.dlq",     "inventory.dlq", "shipping.dlq",
+                                       "audit.dlq",     NULL};
+
+static const struct cv_service_def audit_service = {
+    .name = "audit",
+    .summary = "Conveyor audit service: records every event and answers questions about them.",
+    .topic = NULL,
+    .consumes = consumes,
+    .default_http_port = "8084",
+    .default_database_url = "postgresql://postgres@127.0.0.1:5432/conveyor_audit",
+    .routes = routes,
+    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .on_event = audit_on_event,
+    .raw = 1,
+};
+
+int main(int argc, char **argv)
+{
+    return cv_service_main(&audit_service, argc, argv);
+}

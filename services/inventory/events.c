@@ -1,0 +1,269 @@
+/* Inventory's reactions to orders and shipments. A reservation row per order records what was
+ * decided, so every event is applied at most once per order whatever arrives twice or late:
+ * an order is reserved or rejected once, released only while reserved, shipped only while
+ * reserved. Stock rows are locked in SKU order, so concurrent reservations cannot deadlock
+ * on each other within one transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cv/log.h"
+#include "inventory.h"
+
+/* Sums the order's items per SKU, sorted by SKU: [{"sku", "quantity"}]. */
+static json_t *items_by_sku(const json_t *items)
+{
+    json_t *sums = json_object();
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        const char *sku = json_string_value(json_object_get(item, "sku"));
+        json_int_t qty = json_integer_value(json_object_get(item, "quantity"));
+        if (!sku)
+            continue;
+        json_t *sum = json_object_get(sums, sku);
+        json_object_set_new(sums, sku, json_integer(qty + (sum ? json_integer_value(sum) : 0)));
+    }
+    json_t *out = json_array();
+    const char *sku;
+    json_t *qty;
+    json_object_foreach(sums, sku, qty)
+        json_array_append_new(out, json_pack("{s:s, s:O}", "sku", sku, "quantity", qty));
+    json_decref(sums);
+    /* jansson keeps insertion order; sort by SKU for the lock order. */
+    size_t n = json_array_size(out);
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0; b--) {
+            json_t *x = json_array_get(out, b - 1), *y = json_array_get(out, b);
+            if (strcmp(json_string_value(json_object_get(x, "sku")),
+                       json_string_value(json_object_get(y, "sku"))) <= 0)
+                break;
+            json_incref(x);
+            json_array_set(out, b - 1, y);
+            json_array_set_new(out, b, x);
+        }
+    return out;
+}
+
+/* The reservation's status for order_id, "" if none, into status (16 bytes). */
+static int reservation_status(PGconn *conn, const char *order_id, char status[16],
+                              json_t **items, struct cv_db_err *err)
+{
+    const char *params[] = {order_id};
+    PGresult *res = cv_db_query(
+        conn, "SELECT status, items::text FROM reservations WHERE order_id = $1 FOR UPDATE", 1,
+        params, err);
+    if (!res)
+        return -1;
+    status[0] = '\0';
+    if (PQntuples(res) == 1) {
+        snprintf(status, 16, "%s", PQgetvalue(res, 0, 0));
+        if (items)
+            *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int record_reservation(PGconn *conn, const char *order_id, const char *status,
+                              const json_t *items, struct cv_db_err *err)
+{
+    char *text = json_dumps(items, JSON_COMPACT);
+    const char *params[] = {order_id, status, text};
+    int rc = cv_db_exec(conn,
+                        "INSERT INTO reservations (order_id, status, items) VALUES ($1, $2, $3)"
+                        " ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,"
+                        " updated_at = now()",
+                        3, params, err);
+    free(text);
+    return rc;
+}
+
+/* Moves qty units of sku between columns: "available -> reserved" and so on. */
+static int move_stock(PGconn *conn, const char *sku, json_int_t qty, const char *set_sql,
+                      struct cv_db_err *err)
+{
+    char q[24];
+    snprintf(q, sizeof(q), "%lld", (long long)qty);
+    const char *params[] = {sku, q};
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE stock SET %s, updated_at = now() WHERE sku = $1", set_sql);
+    return cv_db_exec(conn, sql, 2, params, err);
+}
+
+static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
+                                              const struct cv_event *ev, const char *order_id,
+                                              char *reason, size_t reason_size)
+{
+    struct cv_db_err err;
+    char status[16];
+    if (reservation_status(conn, order_id, status, NULL, &err) < 0)
+        return cv_service_db_failure(&err, reason, reason_size);
+    if (status[0]) /* decided already (or cancelled before it was placed) */
+        return CV_HANDLED;
+
+    json_t *items = items_by_sku(json_object_get(ev->data, "items"));
+    json_t *shortages = json_array();
+    char why[1024] = "insufficient stock:";
+    size_t why_len = strlen(why);
+    size_t i;
+    json_t *item;
+    enum cv_handler_result result = CV_HANDLED;
+    json_array_foreach(items, i, item)
+    {
+        const char *sku = json_string_value(json_object_get(item, "sku"));
+        json_int_t want = json_integer_value(json_object_get(item, "quantity"));
+        const char *params[] = {sku};
+        PGresult *res = cv_db_query(conn, "SELECT available FROM stock WHERE sku = $1 FOR UPDATE",
+                                    1, params, &err);
+        if (!res) {
+            result = cv_service_db_failure(&err, reason, reason_size);
+            goto out;
+        }
+        json_int_t have = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
+        int known = PQntuples(res) == 1;
+        PQclear(res);
+        if (have < want) {
+            json_array_append_new(shortages, json_pack("{s:s, s:I, s:I}", "sku", sku, "requested",
+                                                       want, "available", have));
+            why_len += (size_t)snprintf(why + why_len, why_len < sizeof(why) ? sizeof(why) - why_len : 0,
+                                        "%s %s (requested %lld, available %lld%s)",
+                                        json_array_size(shortages) > 1 ? "," : "", sku,
+                                        (long long)want, (long long)have,
+                                        known ? "" : ", unknown SKU");
+        }
+    }
+    json_t *event;
+    const char *type;
+    if (json_array_size(shortages) == 0) {
+        json_array_foreach(items, i, item)
+        {
+            if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
+                           json_integer_value(json_object_get(item, "quantity")),
+                           "available = available - $2::int, reserved = reserved + $2::int",
+                           &err) < 0) {
+                result = cv_service_db_failure(&err, reason, reason_size);
+                goto out;
+            }
+        }
+        type = "StockReserved";
+        event = json_pack("{s:s, s:O}", "order_id", order_id, "items", items);
+    } else {
+        type = "StockRejected";
+        event = json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why, "shortages",
+                          shortages);
+    }
+    if (record_reservation(conn, order_id, strcmp(type, "StockReserved") == 0 ? "RESERVED" : "REJECTED",
+                           items, &err) < 0 ||
+        cv_service_emit(svc, conn, type, order_id, event, order_id, ev, NULL, &err) < 0)
+        result = cv_service_db_failure(&err, reason, reason_size);
+    else
+        cv_log_info("order %s: %s", order_id, strcmp(type, "StockReserved") == 0 ? "reserved" : why);
+    json_decref(event);
+out:
+    json_decref(items);
+    json_decref(shortages);
+    return result;
+}
+
+static enum cv_handler_result on_order_cancelled(struct cv_service *svc, PGconn *conn,
+                                                 const struct cv_event *ev, const char *order_id,
+                                                 char *reason, size_t reason_size)
+{
+    struct cv_db_err err;
+    char status[16];
+    json_t *items = NULL;
+    if (reservation_status(conn, order_id, status, &items, &err) < 0)
+        return cv_service_db_failure(&err, reason, reason_size);
+    enum cv_handler_result result = CV_HANDLED;
+    if (!status[0]) {
+        /* Cancelled before we saw it placed: remember, so that it is never reserved. */
+        json_t *none = json_array();
+        if (record_reservation(conn, order_id, "RELEASED", none, &err) < 0)
+            result = cv_service_db_failure(&err, reason, reason_size);
+        json_decref(none);
+    } else if (strcmp(status, "RESERVED") == 0) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(items, i, item)
+        {
+            if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
+                           json_integer_value(json_object_get(item, "quantity")),
+                           "available = available + $2::int, reserved = reserved - $2::int",
+                           &err) < 0) {
+                result = cv_service_db_failure(&err, reason, reason_size);
+                goto out;
+            }
+        }
+        json_t *event = json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items,
+                                  "reason", "order cancelled");
+        if (record_reservation(conn, order_id, "RELEASED", items, &err) < 0 ||
+            cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL,
+                            &err) < 0)
+            result = cv_service_db_failure(&err, reason, reason_size);
+        else
+            cv_log_info("order %s: stock released", order_id);
+        json_decref(event);
+    }
+out:
+    json_decref(items);
+    return result;
+}
+
+static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const char *order_id,
+                                                     char *reason, size_t reason_size)
+{
+    struct cv_db_err err;
+    char status[16];
+    json_t *items = NULL;
+    if (reservation_status(conn, order_id, status, &items, &err) < 0)
+        return cv_service_db_failure(&err, reason, reason_size);
+    enum cv_handler_result result = CV_HANDLED;
+    if (strcmp(status, "RESERVED") == 0) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(items, i, item)
+        {
+            if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
+                           json_integer_value(json_object_get(item, "quantity")),
+                           "reserved = reserved - $2::int, shipped = shipped + $2::int",
+                           &err) < 0) {
+                result = cv_service_db_failure(&err, reason, reason_size);
+                goto out;
+            }
+        }
+        if (record_reservation(conn, order_id, "SHIPPED", items, &err) < 0)
+            result = cv_service_db_failure(&err, reason, reason_size);
+        else
+            cv_log_info("order %s: stock shipped", order_id);
+    } else {
+        cv_log_warn("order %s dispatched while its reservation is %s", order_id,
+                    status[0] ? status : "unknown");
+    }
+out:
+    json_decref(items);
+    return result;
+}
+
+enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,
+                                          const struct cv_event *ev, char *reason,
+                                          size_t reason_size)
+{
+    int placed = strcmp(ev->type, "OrderPlaced") == 0;
+    int cancelled = strcmp(ev->type, "OrderCancelled") == 0;
+    int dispatched = strcmp(ev->type, "ShipmentDispatched") == 0;
+    if (!placed && !cancelled && !dispatched)
+        return CV_HANDLED;
+    const char *order_id = json_string_value(json_object_get(ev->data, "order_id"));
+    if (!order_id) {
+        snprintf(reason, reason_size, "%s without order_id", ev->type);
+        return CV_REJECT;
+    }
+    cv_log_set_context(order_id, ev->event_id);
+    if (placed)
+        return on_order_placed(svc, conn, ev, order_id, reason, reason_size);
+    if (cancelled)
+        return on_order_cancelled(svc, conn, ev, order_id, reason, reason_size);
+    return on_shipment_dispatched(conn, order_id, reason, reason_size);
+}

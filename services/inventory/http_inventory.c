@@ -1,0 +1,120 @@
+/* HTTP API of the inventory service: read stock, set the available stock of a SKU. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cv/json.h"
+#include "inventory.h"
+
+#define MAX_STOCK 1000000000L
+
+static int sku_valid(const char *sku)
+{
+    size_t len = sku ? strlen(sku) : 0;
+    if (len < 1 || len > 64)
+        return 0;
+    for (const char *p = sku; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            return 0;
+    return 1;
+}
+
+void inventory_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    long limit;
+    const char *after = cv_http_query(req, "after");
+    if (cv_service_query_int(req, resp, "limit", 100, 1, 1000, &limit) < 0)
+        return;
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    char limit_text[24];
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    const char *params[] = {after, limit_text};
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(
+        conn,
+        "SELECT json_build_object('sku', sku, 'name', name, 'available', available,"
+        " 'reserved', reserved, 'shipped', shipped)::text, sku FROM stock"
+        " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2::int",
+        2, params, &err);
+    cv_service_db_release(svc, conn);
+    if (!res) {
+        cv_service_reply_db_error(resp, &err);
+        return;
+    }
+    json_t *items = json_array();
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        json_array_append_new(items, json_loads(PQgetvalue(res, i, 0), 0, NULL));
+    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 1)) : json_null();
+    PQclear(res);
+    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "items", items, "next", next));
+}
+
+void inventory_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    const char *sku = cv_http_path_param(req, "sku");
+    if (!sku_valid(sku)) {
+        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
+        return;
+    }
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    struct cv_db_err err;
+    int found;
+    json_t *item = inventory_get(conn, sku, &found, &err);
+    cv_service_db_release(svc, conn);
+    if (found < 0)
+        cv_service_reply_db_error(resp, &err);
+    else if (!found)
+        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
+    else
+        cv_http_reply_json(resp, 200, item);
+}
+
+void inventory_http_put(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    const char *sku = cv_http_path_param(req, "sku");
+    if (!sku_valid(sku)) {
+        cv_http_reply_problem(resp, 400, "Bad Request", "expected 1 to 64 of A-Z a-z 0-9 . _ -",
+                              "sku");
+        return;
+    }
+    json_t *body = cv_http_json_body(req, resp);
+    if (!body)
+        return;
+    static const char *const fields[] = {"name", "available", NULL};
+    struct cv_json_error jerr;
+    const char *name = NULL;
+    long available;
+    if (cv_json_only_fields(body, "", fields, &jerr) < 0 ||
+        cv_json_get_string(body, "name", 1, 200, 0, &name, &jerr) < 0 ||
+        cv_json_get_int(body, "available", 0, MAX_STOCK, 1, &available, &jerr) < 0) {
+        cv_http_reply_problem(resp, 400, "Invalid stock", jerr.detail, jerr.field);
+        json_decref(body);
+        return;
+    }
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn) {
+        json_decref(body);
+        return;
+    }
+    struct cv_db_err err;
+    int found;
+    json_t *item = NULL;
+    if (cv_db_begin(conn, &err) < 0 ||
+        inventory_set_available(svc, conn, sku, name, available, &err) < 0 ||
+        cv_db_commit(conn, &err) < 0 || !(item = inventory_get(conn, sku, &found, &err))) {
+        cv_db_rollback(conn);
+        cv_service_reply_db_error(resp, &err);
+    } else {
+        cv_http_reply_json(resp, 200, item);
+    }
+    cv_service_db_release(svc, conn);
+    json_decref(body);
+}

@@ -1,0 +1,53 @@
+/* SQL of the inventory service's stock table. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cv/log.h"
+#include "inventory.h"
+
+#define STOCK_JSON                                                                                 \
+    "json_build_object('sku', sku, 'name', name, 'available', available, 'reserved', reserved,"  \
+    " 'shipped', shipped)"
+
+json_t *inventory_get(PGconn *conn, const char *sku, int *found, struct cv_db_err *err)
+{
+    const char *params[] = {sku};
+    PGresult *res =
+        cv_db_query(conn, "SELECT " STOCK_JSON "::text FROM stock WHERE sku = $1", 1, params, err);
+    if (!res) {
+        *found = -1;
+        return NULL;
+    }
+    json_t *item = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    PQclear(res);
+    *found = item != NULL;
+    return item;
+}
+
+int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku,
+                            const char *name, long available, struct cv_db_err *err)
+{
+    char avail[24];
+    snprintf(avail, sizeof(avail), "%ld", available);
+    const char *params[] = {sku, name, avail};
+    /* The row lock taken by the upsert orders this change with concurrent reservations. */
+    PGresult *res = cv_db_query(
+        conn,
+        "WITH old AS (SELECT available FROM stock WHERE sku = $1 FOR UPDATE)"
+        " INSERT INTO stock (sku, name, available) VALUES ($1, COALESCE($2, $1), $3::int)"
+        " ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,"
+        " name = COALESCE($2, stock.name), updated_at = now()"
+        " RETURNING name, COALESCE((SELECT available FROM old), 0)",
+        3, params, err);
+    if (!res)
+        return -1;
+    json_t *event = json_pack("{s:s, s:s, s:I, s:I}", "sku", sku, "name", PQgetvalue(res, 0, 0),
+                              "available", (json_int_t)available, "previous_available",
+                              (json_int_t)atol(PQgetvalue(res, 0, 1)));
+    PQclear(res);
+    int rc = cv_service_emit(svc, conn, "StockAdjusted", sku, event, NULL, NULL, NULL, err);
+    json_decref(event);
+    if (rc == 0)
+        cv_log_info("stock of %s set to %ld", sku, available);
+    return rc;
+}

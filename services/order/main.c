@@ -1,0 +1,28 @@
+/* order-service: wiring of the order service's routes, topics and handlers to the runtime. */
+#include "order.h"
+
+static const struct cv_http_route routes[] = {
+    {"POST", "/orders", order_http_create},
+    {"GET", "/orders", order_http_list},
+    {"GET", "/orders/{id}", order_http_get},
+    {"POST", "/orders/{id}/cancel", order_http_cancel},
+};
+
+static const char *const consumes[] = {"inventory", "shipments", NULL};
+
+static const struct cv_service_def order_service = {
+    .name = "order",
+    .summary = "Conveyor order service: places orders and follows their status.",
+    .topic = "orders",
+    .consumes = consumes,
+    .default_http_port = "8081",
+    .default_database_url = "postgresql://postgres@127.0.0.1:5432/conveyor_order",
+    .routes = routes,
+    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .on_event = order_on_event,
+};
+
+int main(int argc, char **argv)
+{
+    return cv_service_main(&order_service, argc, argv);
+}

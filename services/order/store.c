@@ -1,0 +1,66 @@
+/* SQL of the order service. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order.h"
+
+/* One order as JSON, built by PostgreSQL so that the representation lives in one place. */
+#define ORDER_JSON                                                                                 \
+    "json_build_object('id', id, 'customer_id', customer_id, 'items', items,"                     \
+    " 'total_cents', total_cents, 'status', status, 'reason', reason,"                            \
+    " 'shipping_address', shipping_address,"                                                      \
+    " 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"  \
+    " 'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
+
+static const char *const statuses[] = {"PENDING",    "CONFIRMED", "SHIPMENT_SCHEDULED",
+                                       "DISPATCHED", "DELIVERED", "REJECTED",
+                                       "CANCELLED",  NULL};
+
+int order_status_valid(const char *status)
+{
+    for (int i = 0; statuses[i]; i++)
+        if (strcmp(status, statuses[i]) == 0)
+            return 1;
+    return 0;
+}
+
+json_t *order_store_get(PGconn *conn, const char *id, int *found, struct cv_db_err *err)
+{
+    const char *params[] = {id};
+    PGresult *res =
+        cv_db_query(conn, "SELECT " ORDER_JSON "::text FROM orders WHERE id = $1", 1, params, err);
+    if (!res) {
+        *found = -1;
+        return NULL;
+    }
+    json_t *order = NULL;
+    if (PQntuples(res) == 1)
+        order = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    PQclear(res);
+    *found = order != NULL;
+    if (order) {
+        /* Absent rather than null when there is nothing to say. */
+        if (json_is_null(json_object_get(order, "reason")))
+            json_object_del(order, "reason");
+        if (json_is_null(json_object_get(order, "shipping_address")))
+            json_object_del(order, "shipping_address");
+    }
+    return order;
+}
+
+int order_store_advance(PGconn *conn, const char *id, const char *status, const char *from,
+                        const char *reason, struct cv_db_err *err)
+{
+    const char *params[] = {id, status, from, reason};
+    PGresult *res = cv_db_query(conn,
+                                "UPDATE orders SET status = $2, reason = COALESCE($4, reason),"
+                                " updated_at = now()"
+                                " WHERE id = $1 AND status = ANY($3::text[])",
+                                4, params, err);
+    if (!res)
+        return -1;
+    int changed = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return changed;
+}

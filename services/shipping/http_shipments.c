@@ -1,0 +1,160 @@
+/* HTTP API of the shipping service: read shipments, dispatch and deliver them. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cv/log.h"
+#include "cv/util.h"
+#include "shipping.h"
+
+static const char *const statuses[] = {"PENDING", "SCHEDULED", "DISPATCHED", "DELIVERED",
+                                       "CANCELLED", NULL};
+
+void shipping_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    const char *status = cv_http_query(req, "status");
+    long limit, after;
+    int known = !status;
+    for (int i = 0; status && statuses[i]; i++)
+        known |= strcmp(status, statuses[i]) == 0;
+    if (!known) {
+        cv_http_reply_problem(resp, 400, "Bad Request", "unknown shipment status", "status");
+        return;
+    }
+    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, &limit) < 0 ||
+        cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, &after) < 0)
+        return;
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    char limit_text[24], after_text[24];
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    snprintf(after_text, sizeof(after_text), "%ld", after);
+    const char *params[] = {status, after_text, limit_text};
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(conn,
+                                "SELECT seq, order_id FROM shipments"
+                                " WHERE ($1::text IS NULL OR status = $1) AND seq > $2::bigint"
+                                " ORDER BY seq LIMIT $3::int",
+                                3, params, &err);
+    if (!res) {
+        cv_service_reply_db_error(resp, &err);
+        cv_service_db_release(svc, conn);
+        return;
+    }
+    json_t *list = json_array();
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        int found;
+        json_t *s = shipment_get(conn, PQgetvalue(res, i, 1), &found, &err);
+        if (s)
+            json_array_append_new(list, s);
+    }
+    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 0)) : json_null();
+    PQclear(res);
+    cv_service_db_release(svc, conn);
+    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "shipments", list, "next", next));
+}
+
+void shipping_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_service *svc = app;
+    const char *order_id = cv_http_path_param(req, "order_id");
+    if (!cv_uuid_valid(order_id)) {
+        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
+        return;
+    }
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    struct cv_db_err err;
+    int found;
+    json_t *s = shipment_get(conn, order_id, &found, &err);
+    cv_service_db_release(svc, conn);
+    if (found < 0)
+        cv_service_reply_db_error(resp, &err);
+    else if (!found)
+        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
+    else
+        cv_http_reply_json(resp, 200, s);
+}
+
+/* Moves a shipment from one status to the next and emits the event, in one transaction. */
+static void advance(struct cv_http_request *req, struct cv_http_response *resp,
+                    struct cv_service *svc, const char *from, const char *to,
+                    const char *event_type)
+{
+    const char *order_id = cv_http_path_param(req, "order_id");
+    if (!cv_uuid_valid(order_id)) {
+        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
+        return;
+    }
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    cv_log_set_context(order_id, NULL);
+    struct cv_db_err err;
+    char status[16] = "";
+    int found;
+    json_t *s = NULL;
+    if (cv_db_begin(conn, &err) < 0 || shipment_status(conn, order_id, status, &err) < 0)
+        goto db_error;
+    if (!status[0]) {
+        cv_db_rollback(conn);
+        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
+        goto out;
+    }
+    if (strcmp(status, from) != 0) {
+        cv_db_rollback(conn);
+        char detail[128];
+        snprintf(detail, sizeof(detail), "a shipment that is %s cannot become %s", status, to);
+        cv_http_reply_problem(resp, 409, "Conflict", detail, "status");
+        goto out;
+    }
+    const char *params[] = {order_id, to};
+    if (cv_db_exec(conn,
+                   "UPDATE shipments SET status = $2, updated_at = now() WHERE order_id = $1", 2,
+                   params, &err) < 0 ||
+        !(s = shipment_get(conn, order_id, &found, &err)))
+        goto db_error;
+    json_t *event = json_pack("{s:s, s:O}", "order_id", order_id, "tracking_number",
+                              json_object_get(s, "tracking_number"));
+    if (strcmp(event_type, "ShipmentDispatched") == 0) {
+        /* StockItem: sku and quantity of each item. */
+        json_t *items = json_array();
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(s, "items"), i, item)
+            json_array_append_new(items, json_pack("{s:O, s:O}", "sku", json_object_get(item, "sku"),
+                                                   "quantity", json_object_get(item, "quantity")));
+        json_object_set_new(event, "items", items);
+    }
+    int rc = cv_service_emit(svc, conn, event_type, order_id, event, order_id, NULL, NULL, &err);
+    json_decref(event);
+    if (rc < 0 || cv_db_commit(conn, &err) < 0)
+        goto db_error;
+    json_object_set_new(s, "status", json_string(to));
+    cv_log_info("shipment of order %s %s", order_id, to);
+    cv_http_reply_json(resp, 200, s);
+    s = NULL;
+    goto out;
+db_error:
+    cv_db_rollback(conn);
+    cv_service_reply_db_error(resp, &err);
+out:
+    json_decref(s);
+    cv_log_set_context(NULL, NULL);
+    cv_service_db_release(svc, conn);
+}
+
+void shipping_http_dispatch(struct cv_http_request *req, struct cv_http_response *resp,
+                            void *app)
+{
+    advance(req, resp, app, "SCHEDULED", "DISPATCHED", "ShipmentDispatched");
+}
+
+void shipping_http_deliver(struct cv_http_request *req, struct cv_http_response *resp,
+                           void *app)
+{
+    advance(req, resp, app, "DISPATCHED", "DELIVERED", "ShipmentDelivered");
+}

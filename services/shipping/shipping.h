@@ -1,0 +1,29 @@
+/* The shipping service: opens a shipment for every placed order, schedules it once the stock is
+ * reserved, cancels it when the stock is rejected or the order cancelled, and lets operators
+ * dispatch and deliver it. */
+#ifndef SHIPPING_H
+#define SHIPPING_H
+
+#include "cv/http.h"
+#include "cv/service.h"
+
+/* HTTP handlers (http_shipments.c). */
+void shipping_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app);
+void shipping_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app);
+void shipping_http_dispatch(struct cv_http_request *req, struct cv_http_response *resp,
+                            void *app);
+void shipping_http_deliver(struct cv_http_request *req, struct cv_http_response *resp,
+                           void *app);
+
+/* Consumer of the orders and inventory topics (events.c). */
+enum cv_handler_result shipping_on_event(struct cv_service *svc, PGconn *conn,
+                                         const struct cv_event *ev, char *reason,
+                                         size_t reason_size);
+
+/* Storage (store.c). */
+/* The shipment of order_id as JSON, or NULL: *found 0 if none, -1 on a database error. */
+json_t *shipment_get(PGconn *conn, const char *order_id, int *found, struct cv_db_err *err);
+/* The shipment's current status into status (16 bytes), "" if there is none; locks the row. */
+int shipment_status(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err);
+
+#endif

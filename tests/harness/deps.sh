@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Makes sure the Debian packages that building and testing Conveyor need are installed: installs
+# the missing ones when run as root, otherwise prints the exact command and fails.
+set -euo pipefail
+
+packages=(
+    build-essential pkg-config
+    librdkafka-dev libavro-dev libmicrohttpd-dev libjansson-dev libpq-dev check
+    kcat postgresql-client maven default-jdk-headless
+    python3 python3-avro python3-confluent-kafka python3-pytest
+    clang clang-tidy cppcheck shellcheck yamllint docker-compose
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages; install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
