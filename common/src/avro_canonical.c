@@ -187,7 +187,7 @@ char *cv_avro_canonical_form(const char *schema_json, char *errstr, size_t errst
         snprintf(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
         return NULL;
     }
-    if (cv_avro_tree_parse(json, &tree, errstr, errstr_size) != 0) {
+    if (cv_avro_tree_parse(json, CV_AVRO_PARSE_NO_DEFAULTS, &tree, errstr, errstr_size) != 0) {
         json_decref(json);
         return NULL;
     }

@@ -196,7 +196,7 @@ static int union_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
 static int record_to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t *value,
                            struct cv_avro_path *path, char *errstr, size_t errstr_size)
 {
-    size_t saved = path->len, i;
+    size_t saved = path->len, i, key_len;
     const char *key;
     json_t *v;
 
@@ -225,9 +225,9 @@ static int record_to_value(const struct cv_avro_node *n, const json_t *j, avro_v
         cv_avro_path_reset(path, saved);
     }
     /* Refuse keys the schema does not have: a misspelt optional field would vanish. */
-    json_object_foreach((json_t *)j, key, v)
+    json_object_keylen_foreach((json_t *)j, key, key_len, v)
     {
-        for (i = 0; i < n->nfields; i++)
+        for (i = 0; i < n->nfields && key_len == strlen(key); i++)
             if (strcmp(n->fields[i].name, key) == 0)
                 break;
         if (i == n->nfields) {
@@ -350,10 +350,15 @@ int cv_avro_json_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
         break;
     case CV_AVRO_MAP: {
         const char *key;
+        size_t key_len;
         json_t *v;
-        json_object_foreach((json_t *)j, key, v)
+        json_object_keylen_foreach((json_t *)j, key, key_len, v)
         {
             cv_avro_path_key(path, key);
+            if (key_len != strlen(key)) { /* avro-c keys are C strings */
+                cv_avro_path_error(path, errstr, errstr_size, "map key holds a NUL character");
+                return -1;
+            }
             if (value != NULL) {
                 rc = avro_value_add(value, key, &child, NULL, NULL);
                 if (rc != 0)

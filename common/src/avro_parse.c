@@ -11,6 +11,7 @@
 
 struct parse_ctx {
     struct cv_avro_tree *tree;
+    int flags;
     struct cv_avro_node **named; /* defined named types, in definition order */
     size_t nnamed;
     size_t named_cap;
@@ -350,7 +351,9 @@ static json_t *convert_default(struct parse_ctx *ctx, const struct cv_avro_node 
         break;
     case CV_AVRO_UNION:
         /* The specification: a union's default is a value of its first branch. */
-        return convert_default(ctx, n->branches[0], d, depth + 1);
+        if (n->nbranches > 0)
+            return convert_default(ctx, n->branches[0], d, depth + 1);
+        break;
     case CV_AVRO_ARRAY:
         if (!json_is_array(d))
             break;
@@ -538,7 +541,7 @@ static int parse_record(struct parse_ctx *ctx, struct cv_avro_node *n, const jso
             goto cleanup;
         }
         dflt = json_object_get(fj, "default");
-        if (dflt != NULL) {
+        if (dflt != NULL && !(ctx->flags & CV_AVRO_PARSE_NO_DEFAULTS)) {
             f->dflt = convert_default(ctx, f->type, dflt, 0);
             if (f->dflt == NULL) {
                 prefix_error(ctx, n->full_name, name, "bad default: ");
@@ -635,14 +638,10 @@ static struct cv_avro_node *parse_union(struct parse_ctx *ctx, const json_t *j, 
     size_t count = json_array_size(j), i, k;
     struct cv_avro_node *n;
 
-    if (count == 0) {
-        parse_error(ctx, "empty union");
-        return NULL;
-    }
     n = node_new(ctx, CV_AVRO_UNION);
     if (n == NULL)
         return NULL;
-    n->branches = calloc(count, sizeof(*n->branches));
+    n->branches = calloc(count ? count : 1, sizeof(*n->branches)); /* [] is valid, if useless */
     if (n->branches == NULL) {
         parse_error(ctx, "out of memory");
         return NULL;
@@ -771,7 +770,7 @@ static size_t min_size(struct cv_avro_node *n, int depth)
             if (b < size)
                 size = b;
         }
-        size += 1;
+        size = n->nbranches > 0 ? size + 1 : 1;
         break;
     case CV_AVRO_ARRAY:
     case CV_AVRO_MAP:
@@ -787,10 +786,11 @@ static size_t min_size(struct cv_avro_node *n, int depth)
     return size;
 }
 
-int cv_avro_tree_parse(const json_t *json, struct cv_avro_tree *tree, char *errstr,
+int cv_avro_tree_parse(const json_t *json, int flags, struct cv_avro_tree *tree, char *errstr,
                        size_t errstr_size)
 {
-    struct parse_ctx ctx = {.tree = tree, .errstr = errstr, .errstr_size = errstr_size};
+    struct parse_ctx ctx = {
+        .tree = tree, .flags = flags, .errstr = errstr, .errstr_size = errstr_size};
 
     tree->root = NULL;
     tree->nodes = NULL;

@@ -270,7 +270,7 @@ struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared,
     expanded = expand(&ctx, json, NULL, 0);
     if (expanded == NULL)
         goto fail;
-    if (cv_avro_tree_parse(expanded, &s->tree, errstr, errstr_size) != 0)
+    if (cv_avro_tree_parse(expanded, 0, &s->tree, errstr, errstr_size) != 0)
         goto fail;
     s->canonical = cv_avro_tree_canonical(s->tree.root);
     s->json = json_dumps(expanded, JSON_COMPACT | JSON_ENCODE_ANY);

@@ -69,7 +69,8 @@ static int parse_bool(const char *s)
     return -1;
 }
 
-/* Parses a whole decimal integer (no spaces) within the variable's range. Returns 0, or -1 with errstr. */
+/* Parses a whole decimal integer (no spaces) within the variable's range. Returns 0, or -1 with
+ * errstr. */
 static int parse_int(const struct cv_config_var *var, const char *text, const char *origin,
                      long *out, char *errstr, size_t errstr_size)
 {

@@ -173,7 +173,7 @@ static int path_matches(const struct cv_http_compiled_route *r, const struct cv_
     if (r->nsegs != req->nsegs)
         return 0;
     for (size_t i = 0; i < r->nsegs; i++) {
-        if (r->segs[i].is_param ? req->segs[i][0] == '\0' : strcmp(r->segs[i].text, req->segs[i]))
+        if (r->segs[i].is_param ? req->segs[i][0] == '\0' : strcmp(r->segs[i].text, req->segs[i]) != 0)
             return 0;
     }
     return 1;
@@ -501,7 +501,7 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
      * size it for the expected concurrent long polls plus headroom for quick requests. Each
      * thread gets connection_limit / threads connections. */
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, srv,
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* must come first to catch start errors */
         MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_THREAD_POOL_SIZE, threads,

@@ -187,8 +187,9 @@ int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int
             *out = (long)n;
             return 1;
         }
-        return cv_json_error_set(err, path, "expected an integer in %ld..%ld, got %" JSON_INTEGER_FORMAT,
-                                 min, max, n);
+        return cv_json_error_set(err, path,
+                                 "expected an integer in %ld..%ld, got %" JSON_INTEGER_FORMAT, min,
+                                 max, n);
     }
     if (json_is_real(v))
         return cv_json_error_set(err, path, "expected an integer in %ld..%ld, got %g", min, max,

@@ -390,7 +390,8 @@ struct outbuf {
     int failed;
 };
 
-static void out_printf(struct outbuf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct outbuf *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void out_printf(struct outbuf *out, const char *fmt, ...)
 {

@@ -34,7 +34,7 @@ static struct cv_config_var common_vars[] = {
      1024, 16777216},
     {"KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port...]",
      CV_CONFIG_STRING, 0, 0},
-    {"KAFKA_GROUP_ID", "", "Consumer group (default: the service name)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_GROUP_ID", "", "Consumer group (default: TOPIC_PREFIX followed by the service name)", CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SESSION_TIMEOUT_MS", "10000",
      "Consumer group session timeout: how soon a dead replica's partitions move",
      CV_CONFIG_INT, 6000, 300000},
@@ -49,6 +49,9 @@ static struct cv_config_var common_vars[] = {
     {"CONSUMER_BATCH_SIZE", "200", "Records applied per database transaction", CV_CONFIG_INT, 1,
      1000},
     {"OUTBOX_BATCH_SIZE", "500", "Outbox rows published per round", CV_CONFIG_INT, 1, 10000},
+    {"TOPIC_PREFIX", "",
+     "Prefix of every topic name this service uses (several systems on one cluster)",
+     CV_CONFIG_STRING, 0, 0},
     {"LOG_LEVEL", "info", "debug, info, warn or error", CV_CONFIG_STRING, 0, 0},
     {NULL, NULL, NULL, 0, 0, 0},
 };
@@ -214,7 +217,7 @@ static int setup_kafka(struct cv_service *svc)
         return -1;
     }
     if (cv_config_bool(svc->cfg, "KAFKA_CREATE_TOPICS")) {
-        const char *topics[3] = {svc->dlq_topic, svc->def->topic, NULL};
+        const char *topics[3] = {svc->dlq_topic, svc->topic[0] ? svc->topic : NULL, NULL};
         /* Brokers may come up after us: keep trying, the relay waits meanwhile anyway. */
         int backoff = 500;
         while (cv_kafka_create_topics(cv_kafka_producer_handle(svc->producer), topics,
@@ -263,6 +266,23 @@ static int setup_http(struct cv_service *svc)
     return 0;
 }
 
+/* Topic names with TOPIC_PREFIX in front. */
+static void name_topics(struct cv_service *svc)
+{
+    const char *prefix = cv_config_str(svc->cfg, "TOPIC_PREFIX");
+    const struct cv_service_def *def = svc->def;
+    if (def->topic)
+        snprintf(svc->topic, sizeof(svc->topic), "%s%s", prefix, def->topic);
+    snprintf(svc->dlq_topic, sizeof(svc->dlq_topic), "%s%s.dlq", prefix, def->name);
+    size_t n = 0;
+    while (def->consumes && def->consumes[n])
+        n++;
+    svc->consumes = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        if (asprintf(&svc->consumes[i], "%s%s", prefix, def->consumes[i]) < 0)
+            abort();
+}
+
 static void teardown(struct cv_service *svc)
 {
     svc->stop = 1;
@@ -274,6 +294,9 @@ static void teardown(struct cv_service *svc)
     cv_kafka_producer_destroy(svc->producer, 5000);
     cv_db_pool_destroy(svc->pool);
     cv_config_destroy(svc->cfg);
+    for (size_t i = 0; svc->consumes && svc->consumes[i]; i++)
+        free(svc->consumes[i]);
+    free(svc->consumes);
     pthread_mutex_destroy(&svc->ready_lock);
     cv_avro_catalog_free();
 }
@@ -303,7 +326,6 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
     memset(svc, 0, sizeof(*svc));
     svc->def = def;
     pthread_mutex_init(&svc->ready_lock, NULL);
-    snprintf(svc->dlq_topic, sizeof(svc->dlq_topic), "%s.dlq", def->name);
     snprintf(svc->source, sizeof(svc->source), "/conveyor/%s", def->name);
 
     char errstr[512];
@@ -322,6 +344,7 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         return 2;
     }
     cv_log_init(program, level);
+    name_topics(svc);
 
     /* SIGTERM/SIGINT only set a flag; the main thread notices it below. */
     struct sigaction sa;

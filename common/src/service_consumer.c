@@ -204,9 +204,12 @@ static void *consumer_main(void *arg)
     if (max > MAX_BATCH)
         max = MAX_BATCH;
     rd_kafka_message_t **msgs = calloc(max, sizeof(*msgs));
+    struct cv_gauge *assigned = cv_metrics_gauge(
+        "consumer_assigned_partitions", "Partitions currently assigned to this replica", NULL);
     svc->consumer_running = 1;
     while (!svc->stop) {
         size_t n = cv_kafka_consumer_poll(svc->consumer, msgs, max, 200);
+        cv_gauge_set(assigned, cv_kafka_consumer_assigned(svc->consumer));
         if (n == 0)
             continue;
         process_batch(svc, msgs, n);
@@ -227,8 +230,12 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     const char *extra[] = {"session.timeout.ms", session, NULL};
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
-    svc->consumer = cv_kafka_consumer_new(brokers, group[0] ? group : svc->def->name, client_id,
-                                          svc->def->consumes, extra, errstr, errstr_size);
+    char default_group[192];
+    snprintf(default_group, sizeof(default_group), "%s%s",
+             cv_config_str(svc->cfg, "TOPIC_PREFIX"), svc->def->name);
+    svc->consumer = cv_kafka_consumer_new(brokers, group[0] ? group : default_group, client_id,
+                                          (const char *const *)svc->consumes, extra, errstr,
+                                          errstr_size);
     if (!svc->consumer)
         return -1;
     if (pthread_create(&svc->consumer_thread, NULL, consumer_main, svc) != 0) {

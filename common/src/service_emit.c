@@ -14,7 +14,7 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
                     char *event_id_out, struct cv_db_err *err)
 {
     const struct cv_schema *schema = cv_avro_schema_by_type(type);
-    if (!schema || !svc->def->topic) {
+    if (!schema || !svc->topic[0]) {
         snprintf(err->msg, sizeof(err->msg), "cannot emit %s: %s", type,
                  schema ? "service has no topic" : "unknown event type");
         err->transient = 0;
@@ -56,7 +56,7 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
         {"ce_time", ce_time, strlen(ce_time)},
         {"content-type", "application/avro", 16},
     };
-    int rc = cv_outbox_add(conn, svc->def->topic, key, key ? strlen(key) : 0, value, value_len,
+    int rc = cv_outbox_add(conn, svc->topic, key, key ? strlen(key) : 0, value, value_len,
                            headers, sizeof(headers) / sizeof(headers[0]), err);
     free(value);
     if (rc == 0 && event_id_out)

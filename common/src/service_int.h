@@ -20,7 +20,9 @@ struct cv_service {
     int consumer_started;
     volatile int consumer_running; /* the loop is polling */
     volatile int stop;
-    char dlq_topic[160];
+    char topic[160];      /* TOPIC_PREFIX + def->topic; "" if the service produces none */
+    char dlq_topic[160];  /* TOPIC_PREFIX + "<name>.dlq" */
+    char **consumes;      /* TOPIC_PREFIX + each of def->consumes, NULL-terminated */
     char source[160]; /* CloudEvents source: "/conveyor/<name>" */
     /* readiness cache: brokers are asked at most once a second */
     pthread_mutex_t ready_lock;

@@ -204,7 +204,8 @@ static int encode_values(int hex, const char *type, int confluent, uint32_t id)
         if (off == len)
             break;
         count++;
-        event = json_loadb((const char *)buf + off, len - off, JSON_DISABLE_EOF_CHECK, &jerr);
+        event = json_loadb((const char *)buf + off, len - off, JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL,
+                           &jerr);
         if (event == NULL) {
             fprintf(stderr, "cv-avro: value %zu: %s\n", count, jerr.text);
             failed = 1;

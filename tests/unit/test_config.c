@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct cv_config_var shared_vars[] = {
     {"CVT_HTTP_PORT", "8080", "Port of the HTTP API.", CV_CONFIG_INT, 1, 65535},
@@ -130,8 +131,8 @@ START_TEST(test_bool_forms)
     }
     setenv("CVT_STRICT", "maybe", 1);
     ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr,
-                     "CVT_STRICT: expected a boolean (1/0, true/false, yes/no, on/off), got \"maybe\"");
+    ck_assert_str_eq(errstr, "CVT_STRICT: expected a boolean (1/0, true/false, yes/no, on/off), "
+                             "got \"maybe\"");
 }
 END_TEST
 
@@ -144,7 +145,8 @@ START_TEST(test_bad_default_is_reported)
     static const struct cv_config_var *const t[] = {broken, NULL};
     unsetenv("CVT_WORKERS");
     ck_assert_ptr_null(cv_config_load(t, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_WORKERS: expected an integer in 1..64, got \"many\" (the default)");
+    ck_assert_str_eq(errstr,
+                     "CVT_WORKERS: expected an integer in 1..64, got \"many\" (the default)");
 }
 END_TEST
 
@@ -179,6 +181,31 @@ START_TEST(test_help_lists_vars_but_no_secret)
 }
 END_TEST
 
+START_TEST(test_log_hides_secrets)
+{
+    struct cv_config *cfg = cv_config_load(tables, errstr, sizeof(errstr));
+    ck_assert_msg(cfg != NULL, "%s", errstr);
+    /* The logger writes to stdout: capture it in a temporary file. */
+    fflush(stdout);
+    FILE *tmp = tmpfile();
+    ck_assert_ptr_nonnull(tmp);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fileno(tmp), STDOUT_FILENO);
+    cv_config_log(cfg);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    char text[4096] = "";
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof(text) - 1, tmp);
+    text[n] = '\0';
+    fclose(tmp);
+    ck_assert_ptr_nonnull(strstr(text, " CVT_HTTP_PORT=8081"));
+    ck_assert_ptr_nonnull(strstr(text, " CVT_DATABASE_URL=(set)"));
+    ck_assert_ptr_null(strstr(text, "hunter2"));
+    cv_config_destroy(cfg);
+}
+END_TEST
+
 START_TEST(test_unknown_name_aborts)
 {
     struct cv_config *cfg = cv_config_load(tables, errstr, sizeof(errstr));
@@ -208,6 +235,7 @@ static Suite *config_suite(int with_misuse)
     tcase_add_test(tc, test_bool_forms);
     tcase_add_test(tc, test_bad_default_is_reported);
     tcase_add_test(tc, test_help_lists_vars_but_no_secret);
+    tcase_add_test(tc, test_log_hides_secrets);
     if (with_misuse) {
         tcase_add_test_raise_signal(tc, test_unknown_name_aborts, SIGABRT);
         tcase_add_test_raise_signal(tc, test_wrong_type_aborts, SIGABRT);

@@ -16,7 +16,8 @@ static void setup(void)
 {
     json_error_t jerr;
     /* JSON_ALLOW_NUL so that the NUL check of cv_json_get_string can be reached. */
-    doc = json_loads("{\"name\":\"Ada\",\"empty\":\"\",\"nul\":\"a\\u0000b\",\"accents\":\"\u00e9t\u00e9\","
+    doc = json_loads("{\"name\":\"Ada\",\"empty\":\"\",\"nul\":\"a\\u0000b\","
+                     "\"accents\":\"\xc3\xa9t\xc3\xa9\","
                      "\"qty\":3,\"big\":99999999999,\"ratio\":2.5,\"flag\":true,\"nothing\":null,"
                      "\"customer\":{\"email\":\"a@b.c\"},"
                      "\"items\":[{\"sku\":\"A-1\",\"quantity\":2},{\"sku\":\"B-2\",\"quantity\":0},"

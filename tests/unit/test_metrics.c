@@ -236,7 +236,8 @@ START_TEST(test_default_buckets_cumulative)
     /* Bucket counts never decrease. */
     unsigned long long prev = 0;
     int buckets = 0;
-    for (const char *p = strstr(text, "d_seconds_bucket"); p; p = strstr(p + 1, "d_seconds_bucket")) {
+    const char *key = "d_seconds_bucket";
+    for (const char *p = strstr(text, key); p != NULL; p = strstr(p + 1, key)) {
         unsigned long long v = strtoull(strchr(p, '}') + 2, NULL, 10);
         ck_assert_uint_ge(v, prev);
         prev = v;

@@ -44,7 +44,8 @@ void cv_config_destroy(struct cv_config *cfg);
  * cv_config_str works for every type (the text as given, or the default). */
 const char *cv_config_str(const struct cv_config *cfg, const char *name);
 long cv_config_int(const struct cv_config *cfg, const char *name);
-int cv_config_bool(const struct cv_config *cfg, const char *name); /* 1/0 true/false yes/no on/off */
+/* Booleans accept 1/0, true/false, yes/no, on/off in any case. */
+int cv_config_bool(const struct cv_config *cfg, const char *name);
 
 /* Logs the effective configuration at info level, one line, secrets shown as "(set)". */
 void cv_config_log(const struct cv_config *cfg);
