@@ -182,7 +182,7 @@ char *cv_avro_canonical_form(const char *schema_json, char *errstr, size_t errst
         snprintf(errstr, errstr_size, "no schema");
         return NULL;
     }
-    json = json_loads(schema_json, JSON_DECODE_ANY, &jerr);
+    json = json_loads(schema_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (json == NULL) {
         snprintf(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
         return NULL;

@@ -135,7 +135,7 @@ static int load_dir(size_t first, size_t *next, char *errstr, size_t errstr_size
         json_error_t jerr;
         char *full;
 
-        docs[i - first] = json_loadb(f->data, f->size, 0, &jerr);
+        docs[i - first] = json_loadb(f->data, f->size, JSON_ALLOW_NUL, &jerr);
         if (docs[i - first] == NULL) {
             snprintf(errstr, errstr_size, "%s:%d: %s", f->path, jerr.line, jerr.text);
             goto cleanup;

@@ -87,7 +87,7 @@ struct cv_schema {
     struct cv_avro_tree tree;
     avro_schema_t avro;
     avro_value_iface_t *iface;
-    char *json;      /* self-contained schema JSON handed to avro-c */
+    char *json;      /* the schema JSON, shared types inlined, docs and defaults kept */
     char *canonical; /* Parsing Canonical Form */
     uint64_t fingerprint;
     const char *full_name; /* the root's full name, or the primitive's name */
@@ -120,6 +120,7 @@ static inline void cv_avro_path_reset(struct cv_avro_path *path, size_t len)
 void cv_avro_path_field(struct cv_avro_path *path, const char *name);
 void cv_avro_path_index(struct cv_avro_path *path, size_t index);
 void cv_avro_path_key(struct cv_avro_path *path, const char *key);
+void cv_avro_path_suffix(struct cv_avro_path *path, const char *suffix); /* "[]", as is */
 /* Formats "path: message" (just the message at the root) into errstr. */
 void cv_avro_path_error(const struct cv_avro_path *path, char *errstr, size_t errstr_size,
                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -40,6 +40,11 @@ void cv_avro_path_index(struct cv_avro_path *path, size_t index)
     path_append(path, "[%zu]", index);
 }
 
+void cv_avro_path_suffix(struct cv_avro_path *path, const char *suffix)
+{
+    path_append(path, "%s", suffix);
+}
+
 void cv_avro_path_key(struct cv_avro_path *path, const char *key)
 {
     path_append(path, "[\"%.64s\"]", key);

@@ -366,7 +366,7 @@ static int compat(const struct cv_avro_node *w, const struct cv_avro_node *r,
     switch (w->kind) {
     case CV_AVRO_ARRAY:
     case CV_AVRO_MAP:
-        cv_avro_path_field(path, w->kind == CV_AVRO_ARRAY ? "[]" : "{}");
+        cv_avro_path_suffix(path, w->kind == CV_AVRO_ARRAY ? "[]" : "{}");
         if (!compat(w->items, r->items, stack, path, errstr, errstr_size))
             return 0;
         cv_avro_path_reset(path, saved);

@@ -1,6 +1,6 @@
 /* One schema version (struct cv_schema): shared named types inlined at their first reference,
  * as Avro IDL imports do, then our tree, canonical form and fingerprint, and avro-c's schema
- * and value class, checked to have the same shape as our tree. */
+ * (parsed from the canonical form) and value class, checked to have the same shape as our tree. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,7 +285,9 @@ struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared,
     } else {
         s->full_name = s->type = cv_avro_kind_name(s->tree.root->kind);
     }
-    rc = avro_schema_from_json_length(s->json, strlen(s->json), &s->avro);
+    /* avro-c gets the canonical form: it ignores the rest, and its JSON parser refuses what
+     * ours accepts (\u0000 in a bytes default). */
+    rc = avro_schema_from_json_length(s->canonical, strlen(s->canonical), &s->avro);
     if (rc != 0) {
         snprintf(errstr, errstr_size, "avro-c refuses %s: %s", s->full_name, avro_strerror());
         s->avro = NULL;
@@ -324,7 +326,7 @@ struct cv_schema *cv_avro_schema_new(const char *json, char *errstr, size_t errs
         snprintf(errstr, errstr_size, "no schema");
         return NULL;
     }
-    j = json_loads(json, JSON_DECODE_ANY, &jerr);
+    j = json_loads(json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (j == NULL) {
         snprintf(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
         return NULL;

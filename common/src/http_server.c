@@ -18,7 +18,7 @@
 #define DEFAULT_THREADS 4
 #define DEFAULT_CONNECTION_LIMIT 256
 #define DEFAULT_CONNECTION_TIMEOUT_S 60
-#define DEFAULT_MAX_BODY_BYTES (1024 * 1024)
+#define DEFAULT_MAX_BODY_BYTES ((size_t)1024 * 1024)
 #define DEFAULT_SHUTDOWN_GRACE_S 35
 
 /* Per-connection memory for libmicrohttpd's buffers (request line, headers, read and write
@@ -173,7 +173,8 @@ static int path_matches(const struct cv_http_compiled_route *r, const struct cv_
     if (r->nsegs != req->nsegs)
         return 0;
     for (size_t i = 0; i < r->nsegs; i++) {
-        if (r->segs[i].is_param ? req->segs[i][0] == '\0' : strcmp(r->segs[i].text, req->segs[i]) != 0)
+        const struct cv_http_segment *seg = &r->segs[i];
+        if (seg->is_param ? req->segs[i][0] == '\0' : strcmp(seg->text, req->segs[i]) != 0)
             return 0;
     }
     return 1;
@@ -548,7 +549,7 @@ void cv_http_server_destroy(struct cv_http_server *srv)
         close(fd);
     uint64_t deadline = now_ns() + (uint64_t)srv->grace_s * 1000000000u;
     while (atomic_load(&srv->in_flight) > 0 && now_ns() < deadline) {
-        struct timespec tick = {0, 10 * 1000 * 1000};
+        struct timespec tick = {0, 10000000L}; /* 10 ms */
         nanosleep(&tick, NULL);
     }
     long left = atomic_load(&srv->in_flight);

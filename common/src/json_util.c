@@ -74,6 +74,8 @@ static int resolve(const json_t *root, const char *path, const json_t **out,
 {
     const json_t *cur = root;
     const char *p = path;
+    if (cur == NULL || json_is_null(cur))
+        return 0;
     while (*p != '\0') {
         size_t done = (size_t)(p - path); /* the prefix resolved so far names cur */
         if (*p == '[') {
@@ -246,8 +248,8 @@ int cv_json_get_object(const json_t *obj, const char *path, int required, const 
 int cv_json_only_fields(const json_t *obj, const char *path, const char *const *known,
                         struct cv_json_error *err)
 {
-    const json_t *v;
-    if (cv_json_get_object(obj, path, 1, &v, err) < 0)
+    const json_t *v = NULL;
+    if (cv_json_get_object(obj, path, 1, &v, err) != 1)
         return -1;
     const char *key;
     json_t *member;

@@ -73,7 +73,7 @@ struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char 
                                            "auto.offset.reset",
                                            "earliest",
                                            "partition.assignment.strategy",
-                                           "cooperative-sticky",
+                                           "roundrobin",
                                            "session.timeout.ms",
                                            "10000",
                                            "heartbeat.interval.ms",

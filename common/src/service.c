@@ -38,6 +38,10 @@ static struct cv_config_var common_vars[] = {
     {"KAFKA_SESSION_TIMEOUT_MS", "10000",
      "Consumer group session timeout: how soon a dead replica's partitions move",
      CV_CONFIG_INT, 6000, 300000},
+    {"KAFKA_ASSIGNMENT_STRATEGY", "roundrobin",
+     "Consumer partition assignment: roundrobin or range (eager), or cooperative-sticky "
+     "(broken with manual commits before librdkafka 2.10: see docs/kafka-version.md)",
+     CV_CONFIG_STRING, 0, 0},
     {"KAFKA_CREATE_TOPICS", "true",
      "Create the topics this service produces to (and its dead-letter topic) if missing",
      CV_CONFIG_BOOL, 0, 0},

@@ -227,7 +227,8 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     const char *group = cv_config_str(svc->cfg, "KAFKA_GROUP_ID");
     char session[16];
     snprintf(session, sizeof(session), "%ld", cv_config_int(svc->cfg, "KAFKA_SESSION_TIMEOUT_MS"));
-    const char *extra[] = {"session.timeout.ms", session, NULL};
+    const char *extra[] = {"session.timeout.ms", session, "partition.assignment.strategy",
+                           cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"), NULL};
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
     char default_group[192];

@@ -6,10 +6,12 @@
  *                                  JSON objects on stdin -> framed values on stdout
  * decode reads values laid end to end (what `kcat -C -t orders -e -f '%s'` prints; newlines
  * between them are skipped), or with --hex one hex-encoded value per line. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cv/avro.h"
 
@@ -143,37 +145,74 @@ static int decode_hex_lines(void)
     return failed;
 }
 
+/* Reads values as they arrive (kcat may still be running), in a buffer of two maximal values:
+ * a failure with less than a whole maximal value buffered may just need more input. */
 static int decode_stream(void)
 {
-    size_t len, off = 0, count = 0;
-    unsigned char *buf = read_all(stdin, &len);
-    int failed = 0;
+    const size_t window = CV_AVRO_SINGLE_OBJECT_HEADER + CV_AVRO_MAX_VALUE;
+    size_t cap = 2 * window, len = 0, off = 0, count = 0, total = 0;
+    unsigned char *buf = malloc(cap);
+    int failed = 0, eof = 0;
 
     if (buf == NULL) {
-        fprintf(stderr, "cv-avro: cannot read stdin\n");
+        fprintf(stderr, "cv-avro: out of memory\n");
         return 1;
     }
-    while (off < len) {
+    for (;;) {
         const struct cv_schema *writer;
         char errstr[512];
         json_t *event;
         size_t used;
 
-        if (buf[off] == '\n' || buf[off] == '\r') { /* kcat -f '%s\n' */
+        while (off < len && (buf[off] == '\n' || buf[off] == '\r')) /* kcat -f '%s\n' */
             off++;
-            continue;
+        if (off == len || (len - off < window && !eof)) {
+            ssize_t got;
+            if (off > 0) {
+                memmove(buf, buf + off, len - off);
+                total += off;
+                len -= off;
+                off = 0;
+            }
+            if (eof) {
+                if (len == 0)
+                    break;
+            } else {
+                got = read(STDIN_FILENO, buf + len, cap - len);
+                if (got < 0 && errno == EINTR)
+                    continue;
+                if (got < 0) {
+                    fprintf(stderr, "cv-avro: cannot read stdin: %s\n", strerror(errno));
+                    failed = 1;
+                    break;
+                }
+                if (got == 0)
+                    eof = 1;
+                len += (size_t)got;
+                /* Try as soon as something arrived; retry with more only on failure. */
+            }
+            if (len == 0)
+                continue;
         }
-        count++;
+        while (off < len && (buf[off] == '\n' || buf[off] == '\r'))
+            off++;
+        if (off == len)
+            continue;
         if (cv_avro_decode_next(buf + off, len - off, &used, NULL, &event, &writer, errstr,
                                 sizeof(errstr)) != 0) {
+            if (!eof && len - off < window)
+                continue; /* perhaps only the rest of it has not arrived yet */
             /* Values are not delimited: after a bad one the rest cannot be found. */
-            fprintf(stderr, "cv-avro: value %zu (byte %zu): %s\n", count, off, errstr);
+            fprintf(stderr, "cv-avro: value %zu (byte %zu): %s\n", count + 1, total + off,
+                    errstr);
             failed = 1;
             break;
         }
+        count++;
         if (print_event(writer, event) != 0)
             failed = 1;
         json_decref(event);
+        fflush(stdout);
         off += used;
     }
     free(buf);

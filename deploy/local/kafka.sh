@@ -20,7 +20,7 @@
 # get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum.
 #
 # Environment (defaults in brackets):
-#   KAFKA_VERSION          Apache Kafka version [3.9.2, see docs/kafka-version.md]
+#   KAFKA_VERSION          Apache Kafka version [4.4.0, see docs/kafka-version.md]
 #   KAFKA_PORT             client listener on 127.0.0.1 [9092]
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener [9093]
 #   KAFKA_DIR              run directory: server.properties, kafka.pid, kafka.log,
@@ -38,7 +38,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 prog=${0##*/}
 
-KAFKA_VERSION=${KAFKA_VERSION:-3.9.2}
+KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}  # keep in step with pom.xml
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_HEAP=${KAFKA_HEAP:--Xmx384m -Xms384m}
@@ -84,7 +84,7 @@ fetch() {
         local partial=$kafka_home/libs.partial
         local args=(-q -B -f "$here/pom.xml" "-Dkafka.version=$KAFKA_VERSION"
                     "-Dkafka.cache=$cache" "-Dkafka.libs.dir=$partial")
-        (( major >= 4 )) && args+=(-Dkafka.logging=log4j2)
+        (( major >= 4 )) || args+=(-Dkafka.logging=log4j1)
         log "fetching Apache Kafka $KAFKA_VERSION with Maven into $libs"
         rm -rf "$partial"
         # (Maven 3.8 prints stray colour resets even in batch mode: drop them.)
@@ -125,6 +125,8 @@ tool_class() {
 # the serial GC; the perf tools keep the full JIT so they measure Kafka, not us.
 tool_jvm_opts() {
     local opts=(-Xmx256m "$(log_opt tools)")
+    # log4j 2 otherwise may warn on stderr that it cannot add its hook at exit.
+    (( major >= 4 )) && opts+=(-Dlog4j2.shutdownHookEnabled=false)
     case $1 in
         *-perf-test) ;;
         *) opts+=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto) ;;
@@ -225,6 +227,7 @@ start() {
     printf '%s\n' "$conf" >"$run_dir/server.properties"
 
     local t0=$SECONDS
+    trap 'start_failed "interrupted"' INT TERM
     if [[ ! -f $run_dir/data/meta.properties ]]; then
         "${java_base[@]}" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "$(log_opt tools)" \
             -cp "$libs/*" kafka.tools.StorageTool format -t "$(cluster_id)" \
@@ -254,6 +257,7 @@ start() {
         (( SECONDS < deadline )) || start_failed "the broker did not answer within ${KAFKA_START_TIMEOUT}s"
         sleep 0.5
     done
+    trap - INT TERM
     log "Kafka $KAFKA_VERSION ready on 127.0.0.1:$KAFKA_PORT after $((SECONDS - t0))s (pid $(<"$run_dir/kafka.pid"), log $run_dir/kafka.log)"
     printf 'KAFKA_DIR=%q\n' "$run_dir"
 }
@@ -261,11 +265,24 @@ start() {
 # ---------------------------------------------------------------- topics
 topics() {
     (( $# >= 1 )) || usage
-    local name
+    fetch
+    # One JVM per topic (TopicCommand creates one at a time): run them side by side.
+    local out name i=0 rc=0
+    local pids=()
+    out=$(mktemp -d)
     for name; do
         (tool topics --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
-            --topic "$name" --partitions "$KAFKA_PARTITIONS" --replication-factor 1) >&2
+            --topic "$name" --partitions "$KAFKA_PARTITIONS" --replication-factor 1) \
+            >"$out/$i" 2>&1 &
+        pids+=($!)
+        i=$((i + 1))
     done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || rc=1
+        cat "$out/$i" >&2
+    done
+    rm -rf "$out"
+    (( rc == 0 )) || die "could not create all topics"
 }
 
 # ---------------------------------------------------------------- stop

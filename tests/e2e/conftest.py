@@ -30,9 +30,23 @@ def make_system(request, log_dir, env=None):
     prefix = {"TOPIC_PREFIX": tag + ".", "INVENTORY_SEED": "false"}
     per_service = {s: dict(prefix, **((env or {}).get(s, {})))
                    for s in ("order", "inventory", "shipping", "audit")}
+    create_topics(tag + ".")
     system = System(tag, log_dir, per_service)
     system.prefix = tag + "."
     return system
+
+
+def create_topics(prefix, partitions=6):
+    """Creates the system's topics up front, as the deployment does (a one-shot step), so that
+    no consumer starts with topics missing."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from conveyor import BROKERS
+    names = ["orders", "inventory", "shipments", "order.dlq", "inventory.dlq", "shipping.dlq",
+             "audit.dlq"]
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    futures = admin.create_topics([NewTopic(prefix + n, partitions, 1) for n in names])
+    for f in futures.values():
+        f.result(30)
 
 
 @pytest.fixture(scope="module")

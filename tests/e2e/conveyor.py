@@ -225,7 +225,8 @@ class System:
 
 
 def kafka_tool(*args, check=True):
-    return subprocess.run([KAFKA_SH, "tool", *args], check=check, capture_output=True, text=True)
+    return subprocess.run([KAFKA_SH, "tool", *args], check=check, capture_output=True,
+                          encoding="utf-8", errors="replace")
 
 
 def kcat_records(topic, timeout=20):

@@ -60,7 +60,8 @@ uint64_t cv_avro_schema_fingerprint(const struct cv_schema *s);  /* CRC-64-AVRO 
 /* Where the schema comes from: "current" (schemas/), a release ("v1" for schemas/released/v1/),
  * or "added" (cv_avro_schema_new). */
 const char *cv_avro_schema_origin(const struct cv_schema *s);
-/* The schema JSON given to avro-c, shared types inlined (owned by s). */
+/* The schema's JSON with shared types inlined, docs and defaults kept: what a schema registry
+ * is given (owned by s). */
 const char *cv_avro_schema_json(const struct cv_schema *s);
 
 /* Builds a schema from JSON text (tests, evolution, a registry). Named types it references but

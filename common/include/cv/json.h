@@ -23,7 +23,7 @@ struct cv_json_error {
 
 /* Every getter takes a path into obj: member names separated by '.', array elements as [n],
  * e.g. "customer.email" or "items[3].quantity" (member names themselves cannot contain '.' or
- * '['). A JSON null counts as absent.
+ * '['). A JSON null (or a NULL obj) counts as absent.
  *
  * Returns 1 when the value is present and valid (*out set), 0 when it is absent and !required
  * (*out untouched: set the default first), or -1 with err filled in (*out untouched): absent

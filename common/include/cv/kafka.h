@@ -53,7 +53,9 @@ int cv_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
 struct cv_kafka_consumer;
 
 /* Joins group_id and subscribes to topics (NULL-terminated). Auto commit and automatic offset
- * storing are off; the assignment strategy is cooperative-sticky. extra as for the producer.
+ * storing are off; the assignment strategy is roundrobin (eager) unless extra sets
+ * partition.assignment.strategy: librdkafka before 2.10 can lose a cooperative assignment
+ * when offsets are committed during a rebalance (librdkafka #4059). extra as for the producer.
  * Returns NULL with errstr set. */
 struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char *group_id,
                                                 const char *client_id, const char *const *topics,
