@@ -1,7 +1,7 @@
 /* The catalogue of every event schema compiled into the library: the .avsc files in schemas/
- * (the current versions) and in schemas/released/<release>/. A file whose record has a `metadata` field is
- * an event; the others are shared types, inlined into the events of the same directory that
- * reference them. Lookups are lock-free: entries are only appended, and published by an atomic
+ * (the current versions) and in schemas/released/<release>/. A file whose record has a `metadata`
+ * field is an event; the others are shared types, inlined into the events of the same directory
+ * that reference them. Lookups are lock-free: entries are only appended, and published by an atomic
  * count, until cv_avro_catalog_free. */
 #include <pthread.h>
 #include <stdio.h>
@@ -113,13 +113,13 @@ static int load_dir(size_t first, size_t *next, char *errstr, size_t errstr_size
     char origin[32];
     int rc = -1;
 
-    for (end = first; cv_schema_files[end].path != NULL &&
-                      dir_len(cv_schema_files[end].path) == len &&
-                      strncmp(cv_schema_files[end].path, dir, len) == 0;
+    for (end = first;
+         cv_schema_files[end].path != NULL && dir_len(cv_schema_files[end].path) == len &&
+         strncmp(cv_schema_files[end].path, dir, len) == 0;
          end++)
         ;
     *next = end;
-    docs = calloc(end - first, sizeof(*docs));
+    docs = calloc(end - first + 1, sizeof(*docs)); /* + 1: never a zero-size allocation */
     if (shared == NULL || docs == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         goto cleanup;
@@ -283,8 +283,7 @@ const struct cv_schema *cv_avro_schema_by_type(const char *type)
     full = strchr(type, '.') != NULL;
     for (size_t i = 0; i < count; i++) {
         const struct cv_schema *s = catalog[i];
-        if (strcmp(s->origin, "current") == 0 &&
-            strcmp(full ? s->full_name : s->type, type) == 0)
+        if (strcmp(s->origin, "current") == 0 && strcmp(full ? s->full_name : s->type, type) == 0)
             return s;
     }
     return NULL;

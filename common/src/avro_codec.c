@@ -10,8 +10,9 @@
 
 #include "avro_int.h"
 
-int cv_avro_encode(const struct cv_schema *schema, const json_t *event, enum cv_avro_framing framing,
-                   unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size)
+int cv_avro_encode(const struct cv_schema *schema, const json_t *event,
+                   enum cv_avro_framing framing, unsigned char **out, size_t *out_len, char *errstr,
+                   size_t errstr_size)
 {
     struct cv_avro_path path = {.len = 0};
     size_t header, size = 0;

@@ -46,16 +46,16 @@ struct cv_avro_field {
  * owned by the tree's allocation list, never by their parents. */
 struct cv_avro_node {
     enum cv_avro_kind kind;
-    char *full_name;        /* record, enum, fixed: "conveyor.OrderItem" */
-    const char *short_name; /* inside full_name: "OrderItem" */
-    char **aliases;         /* named types: full names, NULL-terminated, or NULL */
-    int is_uuid;            /* string with logicalType uuid */
+    char *full_name;              /* record, enum, fixed: "conveyor.OrderItem" */
+    const char *short_name;       /* inside full_name: "OrderItem" */
+    char **aliases;               /* named types: full names, NULL-terminated, or NULL */
+    int is_uuid;                  /* string with logicalType uuid */
     struct cv_avro_field *fields; /* record */
     size_t nfields;
     char **symbols; /* enum */
     size_t nsymbols;
-    long enum_default;          /* index of the enum's default symbol, or -1 */
-    struct cv_avro_node *items; /* array items, map values */
+    long enum_default;              /* index of the enum's default symbol, or -1 */
+    struct cv_avro_node *items;     /* array items, map values */
     struct cv_avro_node **branches; /* union */
     size_t nbranches;
     size_t fixed_size;
@@ -98,8 +98,8 @@ struct cv_schema {
 
 /* avro_schema.c: builds a schema from JSON, first inlining the named types it references but
  * does not define from shared (an object of full name -> schema JSON; may be NULL). */
-struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared,
-                                       const char *origin, char *errstr, size_t errstr_size);
+struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared, const char *origin,
+                                       char *errstr, size_t errstr_size);
 
 /* avro_catalog.c: the current shared types (full name -> JSON), NULL if not loaded. */
 const json_t *cv_avro_catalog_shared(void);
@@ -108,6 +108,7 @@ const json_t *cv_avro_catalog_shared(void);
 struct cv_avro_path {
     char text[256];
     size_t len;
+    int depth; /* nesting of the value being converted, bounded like the walker's */
 };
 
 /* Cuts the path back to a length saved before descending. */
@@ -143,7 +144,7 @@ int cv_avro_walk(const struct cv_avro_node *n, const unsigned char *body, size_t
 /* avro_resolve.c: avro value written with writer node w -> JSON shaped for reader node r. New
  * reference, or NULL with "path: reason" in errstr. */
 json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
-                              const struct cv_avro_node *r, struct cv_avro_path *path,
-                              char *errstr, size_t errstr_size);
+                              const struct cv_avro_node *r, struct cv_avro_path *path, char *errstr,
+                              size_t errstr_size);
 
 #endif

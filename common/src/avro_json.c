@@ -20,8 +20,8 @@ char *cv_avro_base64_encode(const unsigned char *data, size_t len)
     if (out == NULL)
         return NULL;
     for (i = 0; i + 2 < len; i += 3) {
-        unsigned long v = ((unsigned long)data[i] << 16) | ((unsigned long)data[i + 1] << 8) |
-                          data[i + 2];
+        unsigned long v =
+            ((unsigned long)data[i] << 16) | ((unsigned long)data[i + 1] << 8) | data[i + 2];
         out[o++] = b64_alphabet[(v >> 18) & 63];
         out[o++] = b64_alphabet[(v >> 12) & 63];
         out[o++] = b64_alphabet[(v >> 6) & 63];
@@ -169,10 +169,13 @@ static int union_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
         }
     }
     if (fits > 1) {
+        struct cv_avro_path trial = *path; /* a failed trial leaves its path behind */
         for (i = 0; i < n->nbranches; i++)
             if (json_kind_fits(n->branches[i], j) &&
-                cv_avro_json_to_value(n->branches[i], j, NULL, path, NULL, 0) == 0)
+                cv_avro_json_to_value(n->branches[i], j, NULL, &trial, NULL, 0) == 0)
                 break;
+            else
+                trial = *path;
         fits = i < n->nbranches ? 1 : 0;
         chosen = i;
     }
@@ -180,7 +183,8 @@ static int union_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
         for (i = 0; i < n->nbranches; i++) {
             size_t len = strlen(expected);
             snprintf(expected + len, sizeof(expected) - len, "%s%s", i ? " or " : "",
-                     expected_name(n->branches[i]));
+                     n->branches[i]->full_name != NULL ? n->branches[i]->full_name
+                                                       : expected_name(n->branches[i]));
         }
         cv_avro_path_error(path, errstr, errstr_size, "expected %s", expected);
         return -1;
@@ -252,8 +256,8 @@ static int bytes_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
     }
     if (n->kind == CV_AVRO_FIXED && len != n->fixed_size) {
         free(bytes);
-        cv_avro_path_error(path, errstr, errstr_size, "expected %zu bytes, got %zu",
-                           n->fixed_size, len);
+        cv_avro_path_error(path, errstr, errstr_size, "expected %zu bytes, got %zu", n->fixed_size,
+                           len);
         return -1;
     }
     if (value != NULL) {
@@ -266,8 +270,27 @@ static int bytes_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
     return rc != 0 ? avro_failed(path, errstr, errstr_size, rc) : 0;
 }
 
+static int to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t *value,
+                    struct cv_avro_path *path, char *errstr, size_t errstr_size);
+
 int cv_avro_json_to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t *value,
                           struct cv_avro_path *path, char *errstr, size_t errstr_size)
+{
+    int rc;
+
+    /* What the decoder's walker would refuse is not written in the first place. */
+    if (path->depth > CV_AVRO_MAX_DEPTH) {
+        cv_avro_path_error(path, errstr, errstr_size, "value nested too deeply");
+        return -1;
+    }
+    path->depth++;
+    rc = to_value(n, j, value, path, errstr, errstr_size);
+    path->depth--;
+    return rc;
+}
+
+static int to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t *value,
+                    struct cv_avro_path *path, char *errstr, size_t errstr_size)
 {
     size_t saved = path->len, i;
     avro_value_t child;
@@ -341,9 +364,8 @@ int cv_avro_json_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
                 if (rc != 0)
                     return avro_failed(path, errstr, errstr_size, rc);
             }
-            if (cv_avro_json_to_value(n->items, json_array_get(j, i),
-                                      value != NULL ? &child : NULL, path, errstr,
-                                      errstr_size) != 0)
+            if (cv_avro_json_to_value(n->items, json_array_get(j, i), value != NULL ? &child : NULL,
+                                      path, errstr, errstr_size) != 0)
                 return -1;
             cv_avro_path_reset(path, saved);
         }

@@ -21,9 +21,9 @@ struct parse_ctx {
 
 static const char *const primitive_names[] = {"null",  "boolean", "int",   "long",
                                               "float", "double",  "bytes", "string"};
-static const enum cv_avro_kind primitive_kinds[] = {
-    CV_AVRO_NULL,  CV_AVRO_BOOLEAN, CV_AVRO_INT,   CV_AVRO_LONG,
-    CV_AVRO_FLOAT, CV_AVRO_DOUBLE,  CV_AVRO_BYTES, CV_AVRO_STRING};
+static const enum cv_avro_kind primitive_kinds[] = {CV_AVRO_NULL,  CV_AVRO_BOOLEAN, CV_AVRO_INT,
+                                                    CV_AVRO_LONG,  CV_AVRO_FLOAT,   CV_AVRO_DOUBLE,
+                                                    CV_AVRO_BYTES, CV_AVRO_STRING};
 
 const char *cv_avro_kind_name(enum cv_avro_kind kind)
 {
@@ -308,7 +308,7 @@ static json_t *convert_default(struct parse_ctx *ctx, const struct cv_avro_node 
     json_t *out;
     size_t i;
 
-    if (depth > CV_AVRO_MAX_DEPTH) {
+    if (depth > CV_AVRO_MAX_DEPTH || n == NULL) {
         parse_error(ctx, "default nested too deeply");
         return NULL;
     }
@@ -658,8 +658,7 @@ static struct cv_avro_node *parse_union(struct parse_ctx *ctx, const json_t *j, 
         for (k = 0; k < i; k++) {
             const struct cv_avro_node *o = n->branches[k];
             int named = b->full_name != NULL;
-            if (o->kind == b->kind &&
-                (!named || strcmp(o->full_name, b->full_name) == 0)) {
+            if (o->kind == b->kind && (!named || strcmp(o->full_name, b->full_name) == 0)) {
                 parse_error(ctx, "union has two %s branches",
                             named ? b->full_name : cv_avro_kind_name(b->kind));
                 return NULL;

@@ -91,8 +91,8 @@ static json_t *number_json(enum cv_avro_kind r, double d, const struct cv_avro_p
     if (r == CV_AVRO_FLOAT)
         d = (float)d;
     if (!isfinite(d)) {
-        cv_avro_path_error(path, errstr, errstr_size, "%s is not finite (JSON has no NaN or "
-                           "infinity)", cv_avro_kind_name(r));
+        cv_avro_path_error(path, errstr, errstr_size,
+                           "%s is not finite (JSON has no NaN or infinity)", cv_avro_kind_name(r));
         return NULL;
     }
     return json_real(d);
@@ -140,8 +140,7 @@ static json_t *record_json(const struct cv_avro_node *w, avro_value_t *value,
                 cv_avro_path_error(path, errstr, errstr_size, "avro: %s", avro_strerror());
                 item = NULL;
             } else {
-                item = cv_avro_value_to_json(wf->type, &child, rf->type, path, errstr,
-                                             errstr_size);
+                item = cv_avro_value_to_json(wf->type, &child, rf->type, path, errstr, errstr_size);
             }
         } else if (rf->dflt != NULL) {
             item = json_deep_copy(rf->dflt);
@@ -226,8 +225,8 @@ static json_t *enum_json(const struct cv_avro_node *w, avro_value_t *value,
 }
 
 json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
-                              const struct cv_avro_node *r, struct cv_avro_path *path,
-                              char *errstr, size_t errstr_size)
+                              const struct cv_avro_node *r, struct cv_avro_path *path, char *errstr,
+                              size_t errstr_size)
 {
     const void *data = NULL;
     size_t size = 0;
@@ -246,8 +245,9 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
     if (r->kind == CV_AVRO_UNION) {
         long b = union_branch(w, r);
         if (b < 0) {
-            cv_avro_path_error(path, errstr, errstr_size, "the writer's %s is in no branch of "
-                               "the reader's union", type_name(w));
+            cv_avro_path_error(path, errstr, errstr_size,
+                               "the writer's %s is in no branch of the reader's union",
+                               type_name(w));
             return NULL;
         }
         return cv_avro_value_to_json(w, value, r->branches[b], path, errstr, errstr_size);
@@ -280,9 +280,9 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
         int64_t l = 0;
         rc = avro_value_get_long(value, &l);
         if (rc == 0)
-            return r->kind == CV_AVRO_LONG ? json_integer(l)
-                                           : number_json(r->kind, (double)l, path, errstr,
-                                                         errstr_size);
+            return r->kind == CV_AVRO_LONG
+                       ? json_integer(l)
+                       : number_json(r->kind, (double)l, path, errstr, errstr_size);
         break;
     }
     case CV_AVRO_FLOAT: {
@@ -352,8 +352,9 @@ static int compat(const struct cv_avro_node *w, const struct cv_avro_node *r,
     if (r->kind == CV_AVRO_UNION) {
         long b = union_branch(w, r);
         if (b < 0) {
-            cv_avro_path_error(path, errstr, errstr_size, "the writer's %s is in no branch of "
-                               "the reader's union", type_name(w));
+            cv_avro_path_error(path, errstr, errstr_size,
+                               "the writer's %s is in no branch of the reader's union",
+                               type_name(w));
             return 0;
         }
         return compat(w, r->branches[b], stack, path, errstr, errstr_size);
@@ -379,9 +380,9 @@ static int compat(const struct cv_avro_node *w, const struct cv_avro_node *r,
                 if (strcmp(w->symbols[i], r->symbols[k]) == 0)
                     break;
             if (k == r->nsymbols) {
-                cv_avro_path_error(path, errstr, errstr_size, "symbol %s is not in the "
-                                   "reader's %s, which has no default", w->symbols[i],
-                                   r->full_name);
+                cv_avro_path_error(path, errstr, errstr_size,
+                                   "symbol %s is not in the reader's %s, which has no default",
+                                   w->symbols[i], r->full_name);
                 return 0;
             }
         }

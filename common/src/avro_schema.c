@@ -17,8 +17,8 @@ struct expand_ctx {
 
 static int is_primitive(const char *s)
 {
-    static const char *const names[] = {"null",   "boolean", "int",    "long",
-                                        "float",  "double",  "bytes",  "string"};
+    static const char *const names[] = {"null",  "boolean", "int",   "long",
+                                        "float", "double",  "bytes", "string"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(s, names[i]) == 0)
             return 1;
@@ -102,8 +102,8 @@ static json_t *expand_named(struct expand_ctx *ctx, const json_t *j, const char 
     for (size_t i = 0; i < json_array_size(fields); i++) {
         static const char *const keys[] = {"type", NULL};
         const json_t *f = json_array_get(fields, i);
-        json_t *x = json_is_object(f) ? expand_object(ctx, f, inner, depth, keys)
-                                      : json_deep_copy(f);
+        json_t *x =
+            json_is_object(f) ? expand_object(ctx, f, inner, depth, keys) : json_deep_copy(f);
         if (x == NULL || json_array_append_new(new_fields, x) != 0) {
             json_decref(out);
             out = NULL;
@@ -117,8 +117,7 @@ cleanup:
 }
 
 /* A reference to a named type not defined yet: the shared definition, expanded in turn. */
-static json_t *expand_reference(struct expand_ctx *ctx, const json_t *j, const char *ns,
-                                int depth)
+static json_t *expand_reference(struct expand_ctx *ctx, const json_t *j, const char *ns, int depth)
 {
     const char *name = json_string_value(j);
     const json_t *def = NULL;
@@ -219,7 +218,8 @@ static int same_shape(const struct cv_avro_node *n, avro_schema_t s, json_t *see
     case CV_AVRO_ENUM:
         return is_avro_enum(s) && (size_t)avro_schema_enum_number_of_symbols(s) == n->nsymbols;
     case CV_AVRO_ARRAY:
-        return is_avro_array(s) && same_shape(n->items, avro_schema_array_items(s), seen, depth + 1);
+        return is_avro_array(s) &&
+               same_shape(n->items, avro_schema_array_items(s), seen, depth + 1);
     case CV_AVRO_MAP:
         return is_avro_map(s) && same_shape(n->items, avro_schema_map_values(s), seen, depth + 1);
     case CV_AVRO_UNION:
@@ -248,8 +248,8 @@ static int same_shape(const struct cv_avro_node *n, avro_schema_t s, json_t *see
     return 0;
 }
 
-struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared,
-                                       const char *origin, char *errstr, size_t errstr_size)
+struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared, const char *origin,
+                                       char *errstr, size_t errstr_size)
 {
     struct expand_ctx ctx = {.shared = shared, .errstr = errstr, .errstr_size = errstr_size};
     struct cv_schema *s = calloc(1, sizeof(*s));

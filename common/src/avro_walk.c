@@ -101,8 +101,7 @@ static int walk_bytes(struct walk *w, int utf8, int key)
         return -1;
     if (len < 0 || (uint64_t)len > remaining(w)) {
         cv_avro_path_error(&w->path, w->errstr, w->errstr_size,
-                           "length %lld exceeds the %zu bytes left", (long long)len,
-                           remaining(w));
+                           "length %lld exceeds the %zu bytes left", (long long)len, remaining(w));
         return -1;
     }
     if (utf8 && !valid_utf8(w->p, (size_t)len)) {
@@ -142,8 +141,8 @@ static int walk_blocks(struct walk *w, const struct cv_avro_node *n, int depth)
         }
         if ((uint64_t)count > CV_AVRO_MAX_VALUE - w->elements ||
             (item_min > 0 && (uint64_t)count > remaining(w) / item_min)) {
-            cv_avro_path_error(&w->path, w->errstr, w->errstr_size,
-                               "%lld items exceed the input", (long long)count);
+            cv_avro_path_error(&w->path, w->errstr, w->errstr_size, "%lld items exceed the input",
+                               (long long)count);
             return -1;
         }
         w->elements += (size_t)count;

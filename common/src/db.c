@@ -29,8 +29,6 @@ static int sqlstate_is_transient(const char *state)
 
 void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res)
 {
-    if (!err)
-        return;
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorMessage(res) : NULL;
     if (!msg || !*msg)
@@ -57,8 +55,7 @@ PGconn *cv_db_connect(const char *conninfo, struct cv_db_err *err)
     PQsetNoticeProcessor(conn, notice_processor, NULL);
     if (PQstatus(conn) != CONNECTION_OK) {
         cv_db_err_set(err, conn, NULL);
-        if (err)
-            err->transient = 1;
+        err->transient = 1;
         PQfinish(conn);
         return NULL;
     }
@@ -185,7 +182,7 @@ int cv_db_commit(PGconn *conn, struct cv_db_err *err)
     /* COMMIT of a failed transaction answers ROLLBACK without an error. */
     int ok = strcmp(PQcmdStatus(res), "COMMIT") == 0;
     PQclear(res);
-    if (!ok && err) {
+    if (!ok) {
         snprintf(err->msg, sizeof(err->msg), "transaction was rolled back");
         err->sqlstate[0] = '\0';
         err->transient = 0;

@@ -23,6 +23,8 @@ int cv_json_error_set(struct cv_json_error *err, const char *path, const char *f
 /* "a string", "an integer", ... for "got ..." messages. */
 static const char *type_phrase(const json_t *v)
 {
+    if (v == NULL)
+        return "nothing";
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         return "an object";
@@ -155,7 +157,7 @@ static void size_range(char *dst, size_t size, size_t min, size_t max)
 int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size_t max_len,
                        int required, const char **out, struct cv_json_error *err)
 {
-    const json_t *v;
+    const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
     if (rc <= 0)
         return rc;
@@ -179,7 +181,7 @@ int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size
 int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int required,
                     long *out, struct cv_json_error *err)
 {
-    const json_t *v;
+    const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
     if (rc <= 0)
         return rc;
@@ -203,7 +205,7 @@ int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int
 int cv_json_get_bool(const json_t *obj, const char *path, int required, int *out,
                      struct cv_json_error *err)
 {
-    const json_t *v;
+    const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
     if (rc <= 0)
         return rc;
@@ -216,7 +218,7 @@ int cv_json_get_bool(const json_t *obj, const char *path, int required, int *out
 int cv_json_get_array(const json_t *obj, const char *path, size_t min_items, size_t max_items,
                       int required, const json_t **out, struct cv_json_error *err)
 {
-    const json_t *v;
+    const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
     if (rc <= 0)
         return rc;
@@ -235,7 +237,7 @@ int cv_json_get_array(const json_t *obj, const char *path, size_t min_items, siz
 int cv_json_get_object(const json_t *obj, const char *path, int required, const json_t **out,
                        struct cv_json_error *err)
 {
-    const json_t *v;
+    const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
     if (rc <= 0)
         return rc;

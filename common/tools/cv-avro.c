@@ -17,16 +17,20 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: cv-avro schemas\n"
-            "       cv-avro decode [--hex] [--id ID=TYPE]...\n"
-            "       cv-avro encode [--hex] [--confluent ID] [TYPE]\n"
-            "decode: framed Avro values on stdin (single-object or Confluent), one JSON object\n"
-            "  per line on stdout with \"_type\"; --hex: one hex value per input line;\n"
-            "  --id: the schema registry id of a type, to read Confluent framing.\n"
-            "encode: JSON objects on stdin shaped like TYPE (or naming it in \"_type\"),\n"
-            "  single-object encoded on stdout; --confluent: Confluent framing with that id;\n"
-            "  --hex: one hex line per value.\n");
+    /* clang-format off */
+    fputs("usage: cv-avro schemas\n"
+          "       cv-avro decode [--hex] [--id ID=TYPE]...\n"
+          "       cv-avro encode [--hex] [--confluent ID] [TYPE]\n"
+          "schemas: one line per catalogue schema: fingerprint, full name, canonical form.\n"
+          "decode: framed Avro values on stdin (single-object or Confluent, end to end as\n"
+          "  kcat -f '%s' prints them), one JSON object per line on stdout with \"_type\";\n"
+          "  --hex: one hex-encoded value per input line instead;\n"
+          "  --id: the schema registry id of a type, to read Confluent framing.\n"
+          "encode: JSON objects on stdin shaped like TYPE (or naming it in \"_type\"),\n"
+          "  single-object encoded on stdout; --confluent: Confluent framing with that id;\n"
+          "  --hex: one hex line per value.\n",
+          stderr);
+    /* clang-format on */
 }
 
 /* All of a stream; caller frees. NULL if out of memory or unreadable. */
@@ -152,7 +156,7 @@ static int decode_stream(void)
     const size_t window = CV_AVRO_SINGLE_OBJECT_HEADER + CV_AVRO_MAX_VALUE;
     size_t cap = 2 * window, len = 0, off = 0, count = 0, total = 0;
     unsigned char *buf = malloc(cap);
-    int failed = 0, eof = 0;
+    int failed = 0, eof = 0, need_more = 1;
 
     if (buf == NULL) {
         fprintf(stderr, "cv-avro: out of memory\n");
@@ -166,45 +170,38 @@ static int decode_stream(void)
 
         while (off < len && (buf[off] == '\n' || buf[off] == '\r')) /* kcat -f '%s\n' */
             off++;
-        if (off == len || (len - off < window && !eof)) {
-            ssize_t got;
-            if (off > 0) {
-                memmove(buf, buf + off, len - off);
-                total += off;
-                len -= off;
-                off = 0;
-            }
-            if (eof) {
-                if (len == 0)
-                    break;
-            } else {
-                got = read(STDIN_FILENO, buf + len, cap - len);
-                if (got < 0 && errno == EINTR)
-                    continue;
-                if (got < 0) {
-                    fprintf(stderr, "cv-avro: cannot read stdin: %s\n", strerror(errno));
-                    failed = 1;
-                    break;
-                }
-                if (got == 0)
-                    eof = 1;
-                len += (size_t)got;
-                /* Try as soon as something arrived; retry with more only on failure. */
-            }
-            if (len == 0)
-                continue;
-        }
-        while (off < len && (buf[off] == '\n' || buf[off] == '\r'))
-            off++;
         if (off == len)
+            need_more = 1;
+        if (need_more && !eof) {
+            ssize_t got;
+            memmove(buf, buf + off, len - off);
+            total += off;
+            len -= off;
+            off = 0;
+            got = read(STDIN_FILENO, buf + len, cap - len);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                fprintf(stderr, "cv-avro: cannot read stdin: %s\n", strerror(errno));
+                failed = 1;
+                break;
+            }
+            if (got == 0)
+                eof = 1;
+            len += (size_t)got;
+            need_more = 0;
             continue;
+        }
+        if (off == len)
+            break; /* end of input */
         if (cv_avro_decode_next(buf + off, len - off, &used, NULL, &event, &writer, errstr,
                                 sizeof(errstr)) != 0) {
-            if (!eof && len - off < window)
-                continue; /* perhaps only the rest of it has not arrived yet */
+            if (!eof && len - off < window) {
+                need_more = 1; /* perhaps the rest of it has not arrived yet */
+                continue;
+            }
             /* Values are not delimited: after a bad one the rest cannot be found. */
-            fprintf(stderr, "cv-avro: value %zu (byte %zu): %s\n", count + 1, total + off,
-                    errstr);
+            fprintf(stderr, "cv-avro: value %zu (byte %zu): %s\n", count + 1, total + off, errstr);
             failed = 1;
             break;
         }
@@ -243,8 +240,8 @@ static int encode_values(int hex, const char *type, int confluent, uint32_t id)
         if (off == len)
             break;
         count++;
-        event = json_loadb((const char *)buf + off, len - off, JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL,
-                           &jerr);
+        event = json_loadb((const char *)buf + off, len - off,
+                           JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &jerr);
         if (event == NULL) {
             fprintf(stderr, "cv-avro: value %zu: %s\n", count, jerr.text);
             failed = 1;
@@ -332,8 +329,8 @@ int main(int argc, char **argv)
                    parse_id(argv[i + 1], &id) == 0 && strchr(argv[i + 1], '=') == NULL) {
             confluent = 1;
             i++;
-        } else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc && parse_id(argv[i + 1], &id) == 0 &&
-                   strchr(argv[i + 1], '=') != NULL) {
+        } else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc &&
+                   parse_id(argv[i + 1], &id) == 0 && strchr(argv[i + 1], '=') != NULL) {
             const struct cv_schema *s = cv_avro_schema_by_type(strchr(argv[i + 1], '=') + 1);
             if (s == NULL) {
                 fprintf(stderr, "cv-avro: unknown event type in --id %s\n", argv[i + 1]);

@@ -50,6 +50,8 @@ cache=${CONVEYOR_CACHE:-$HOME/.cache/conveyor}
 kafka_home=$cache/kafka-$KAFKA_VERSION
 libs=$kafka_home/libs
 major=${KAFKA_VERSION%%.*}
+minor=${KAFKA_VERSION#*.}
+minor=${minor%%.*}
 temp_marker=.conveyor-temp-dir
 
 log() { printf '%s: %s\n' "$prog" "$*" >&2; }
@@ -103,7 +105,7 @@ fetch() {
 # ---------------------------------------------------------------- java
 java_base=(java -Djava.awt.headless=true)
 
-# The main class of a tool name; differs between 3.x and 4.x.
+# The main class of a tool name: some moved from core to kafka-tools over time.
 tool_class() {
     case $1 in
         topics)             echo org.apache.kafka.tools.TopicCommand ;;
@@ -112,7 +114,9 @@ tool_class() {
             if (( major >= 4 )); then echo org.apache.kafka.tools.ConsoleProducer
             else echo kafka.tools.ConsoleProducer; fi ;;
         consumer-groups)    echo org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
-        configs)            echo kafka.admin.ConfigCommand ;;
+        configs)
+            if (( major > 4 || (major == 4 && minor >= 4) )); then echo org.apache.kafka.tools.ConfigCommand
+            else echo kafka.admin.ConfigCommand; fi ;;
         get-offsets)        echo org.apache.kafka.tools.GetOffsetShell ;;
         producer-perf-test) echo org.apache.kafka.tools.ProducerPerformance ;;
         consumer-perf-test) echo org.apache.kafka.tools.ConsumerPerformance ;;

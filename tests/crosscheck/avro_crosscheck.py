@@ -8,8 +8,10 @@ python-avro's DatumReader (after checking the framing), and samples written by p
 DatumWriter and read by `cv-avro decode`. Prints "crosscheck: N passed, M failed" last and exits
 non-zero if anything failed.
 
-Run with Debian's interpreter (/usr/bin/python3), which sees python3-avro. The binary is
-$CV_AVRO, or $BUILD/bin/cv-avro (BUILD defaults to build) under the repository root.
+Run with Debian's interpreter (/usr/bin/python3), which sees python3-avro:
+    avro_crosscheck.py [CV_AVRO]
+The binary is the argument, else $CV_AVRO, else $BUILD/bin/cv-avro (BUILD defaults to build)
+under the repository root. tests/e2e/avro_peer.py reuses the helpers here.
 """
 
 import base64
@@ -295,6 +297,9 @@ def check_codec(res, name, schema, fp, rng):
 
 
 def main():
+    global CV_AVRO
+    if len(sys.argv) > 1:
+        CV_AVRO = os.path.abspath(sys.argv[1])
     res = Results()
     res.check(crc64(b"") == 0xC15D213AA4D7A795, "CRC-64-AVRO of empty input")
     res.check(crc64(b'"null"') == 7195948357588979594, "CRC-64-AVRO of \"null\"")

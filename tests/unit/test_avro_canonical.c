@@ -53,8 +53,7 @@ static const struct {
     {"{\"type\":\"string\"}", "\"string\"", 0},
     {"[  ]", "[]", INT64_C(-1241056759729112623)},
     {"[ \"int\"  ]", "[\"int\"]", INT64_C(-5232228896498058493)},
-    {"[ \"int\" , {\"type\":\"boolean\"} ]", "[\"int\",\"boolean\"]",
-     INT64_C(5392556393470105090)},
+    {"[ \"int\" , {\"type\":\"boolean\"} ]", "[\"int\",\"boolean\"]", INT64_C(5392556393470105090)},
     {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\"}",
      "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", INT64_C(-4824392279771201922)},
     {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"namespace\":\"x.y\"}",
@@ -72,11 +71,12 @@ static const struct {
      "\"name\":\"foo\"}",
      "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"}]}",
      INT64_C(7843277075252814651)},
-    {"{ \"fields\":[{\"type\":\"boolean\", \"aliases\":[], \"name\":\"f1\", \"default\":\"true\"},\n"
-     "            {\"order\":\"descending\",\"name\":\"f2\",\"doc\":\"Hello\",\"type\":\"int\"}],\n"
-     "  \"type\":\"record\", \"name\":\"foo\"\n}",
-     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"},"
-     "{\"name\":\"f2\",\"type\":\"int\"}]}",
+    {"{ \"fields\":[{\"type\":\"boolean\", \"aliases\":[], \"name\":\"f1\", "
+     "\"default\":\"true\"},\n            "
+     "{\"order\":\"descending\",\"name\":\"f2\",\"doc\":\"Hello\",\"type\":\"int\"}],\n  "
+     "\"type\":\"record\", \"name\":\"foo\"\n}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"},{"
+     "\"name\":\"f2\",\"type\":\"int\"}]}",
      INT64_C(-4860222112080293046)},
     {"{\"type\":\"enum\", \"name\":\"foo\", \"symbols\":[\"A1\"]}",
      "{\"name\":\"foo\",\"type\":\"enum\",\"symbols\":[\"A1\"]}", INT64_C(-6342190197741309591)},
@@ -89,30 +89,28 @@ static const struct {
     {"{\"namespace\":\"x.y.z\", \"type\":\"fixed\", \"name\":\"foo\", \"doc\":\"foo bar\", "
      "\"size\":32}",
      "{\"name\":\"x.y.z.foo\",\"type\":\"fixed\",\"size\":32}", INT64_C(-3064184465700546786)},
-    {"{ \"items\":{\"type\":\"null\"}, \"type\":\"array\"}", "{\"type\":\"array\",\"items\":\"null\"}",
-     INT64_C(-589620603366471059)},
+    {"{ \"items\":{\"type\":\"null\"}, \"type\":\"array\"}",
+     "{\"type\":\"array\",\"items\":\"null\"}", INT64_C(-589620603366471059)},
     {"{ \"values\":\"string\", \"type\":\"map\"}", "{\"type\":\"map\",\"values\":\"string\"}",
      INT64_C(-8732877298790414990)},
-    {"  {\"name\":\"PigValue\",\"type\":\"record\",\n"
-     "   \"fields\":[{\"name\":\"value\", \"type\":[\"null\", \"int\", \"long\", \"PigValue\"]}]}",
-     "{\"name\":\"PigValue\",\"type\":\"record\",\"fields\":[{\"name\":\"value\",\"type\":"
-     "[\"null\",\"int\",\"long\",\"PigValue\"]}]}",
+    {"  {\"name\":\"PigValue\",\"type\":\"record\",\n   \"fields\":[{\"name\":\"value\", "
+     "\"type\":[\"null\", \"int\", \"long\", \"PigValue\"]}]}",
+     "{\"name\":\"PigValue\",\"type\":\"record\",\"fields\":[{\"name\":\"value\",\"type\":["
+     "\"null\",\"int\",\"long\",\"PigValue\"]}]}",
      INT64_C(-1759257747318642341)},
     /* Ours: nested names inherit the namespace, later references are full names, logical
      * types and defaults are stripped, \u escapes are decoded. */
-    {"{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n\",\"doc\":\"d\",\"fields\":["
-     "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"fields\":[]}},"
-     "{\"name\":\"b\",\"type\":\"S\",\"doc\":\"x\"},"
-     "{\"name\":\"c\",\"type\":{\"type\":\"string\",\"logicalType\":\"uuid\"}},"
-     "{\"name\":\"d\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"n.S\"}],\"default\":null},"
-     "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"o.\\u0045\",\"symbols\":[\"X\"]}},"
-     "{\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"o.E\"}}]}",
-     "{\"name\":\"n.R\",\"type\":\"record\",\"fields\":["
-     "{\"name\":\"a\",\"type\":{\"name\":\"n.S\",\"type\":\"record\",\"fields\":[]}},"
-     "{\"name\":\"b\",\"type\":\"n.S\"},{\"name\":\"c\",\"type\":\"string\"},"
-     "{\"name\":\"d\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"n.S\"}]},"
-     "{\"name\":\"e\",\"type\":{\"name\":\"o.E\",\"type\":\"enum\",\"symbols\":[\"X\"]}},"
-     "{\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"o.E\"}}]}",
+    {"{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n\",\"doc\":\"d\",\"fields\":[{\"name\":"
+     "\"a\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"fields\":[]}},{\"name\":\"b\",\"type\":"
+     "\"S\",\"doc\":\"x\"},{\"name\":\"c\",\"type\":{\"type\":\"string\",\"logicalType\":\"uuid\"}}"
+     ",{\"name\":\"d\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"n.S\"}],\"default\":null},"
+     "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"o.\\u0045\",\"symbols\":[\"X\"]}},{"
+     "\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"o.E\"}}]}",
+     "{\"name\":\"n.R\",\"type\":\"record\",\"fields\":[{\"name\":\"a\",\"type\":{\"name\":\"n.S\","
+     "\"type\":\"record\",\"fields\":[]}},{\"name\":\"b\",\"type\":\"n.S\"},{\"name\":\"c\","
+     "\"type\":\"string\"},{\"name\":\"d\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"n.S\"}"
+     "]},{\"name\":\"e\",\"type\":{\"name\":\"o.E\",\"type\":\"enum\",\"symbols\":[\"X\"]}},{"
+     "\"name\":\"f\",\"type\":{\"type\":\"array\",\"items\":\"o.E\"}}]}",
      0},
 };
 
@@ -138,8 +136,8 @@ START_TEST(test_canonical_errors)
         {"\"conveyor.Nope\"", "unknown type \"conveyor.Nope\""},
         {"{\"type\":\"record\",\"fields\":[]}", "record without a name"},
         {"{\"type\":\"record\",\"name\":\"R\"}", "no fields"},
-        {"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"},"
-         "{\"name\":\"a\",\"type\":\"int\"}]}",
+        {"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\"},{"
+         "\"name\":\"a\",\"type\":\"int\"}]}",
          "appears twice"},
         {"{\"type\":\"record\",\"name\":\"1R\",\"fields\":[]}", "invalid name"},
         {"{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"A\"]}", "appears twice"},
@@ -147,8 +145,8 @@ START_TEST(test_canonical_errors)
         {"[\"int\",\"int\"]", "two int branches"},
         {"[\"null\",[\"int\"]]", "union directly inside a union"},
         {"{\"type\":\"array\"}", "array without items"},
-        {"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":"
-         "{\"type\":\"record\",\"name\":\"R\",\"fields\":[]}}]}",
+        {"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":{\"type\":"
+         "\"record\",\"name\":\"R\",\"fields\":[]}}]}",
          "defined twice"},
         {"42", "a schema must be"},
     };
@@ -156,8 +154,8 @@ START_TEST(test_canonical_errors)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *form = cv_avro_canonical_form(bad[i].input, errstr, sizeof(errstr));
         ck_assert_msg(form == NULL, "accepted %s", bad[i].input);
-        ck_assert_msg(strstr(errstr, bad[i].error) != NULL, "%s: \"%s\" lacks \"%s\"",
-                      bad[i].input, errstr, bad[i].error);
+        ck_assert_msg(strstr(errstr, bad[i].error) != NULL, "%s: \"%s\" lacks \"%s\"", bad[i].input,
+                      errstr, bad[i].error);
     }
 }
 END_TEST
@@ -192,7 +190,8 @@ START_TEST(test_catalogue_fingerprints)
         ck_assert_msg(again != NULL, "%s: %s", cv_avro_schema_full_name(s), errstr);
         ck_assert_str_eq(again, canonical);
         free(again);
-        ck_assert_uint_eq(cv_avro_schema_fingerprint(s), cv_avro_crc64(canonical, strlen(canonical)));
+        ck_assert_uint_eq(cv_avro_schema_fingerprint(s),
+                          cv_avro_crc64(canonical, strlen(canonical)));
         ck_assert_ptr_null(strstr(canonical, "doc"));
         ck_assert_ptr_null(strstr(canonical, "logicalType"));
         copy = cv_avro_schema_new(cv_avro_schema_json(s), errstr, sizeof(errstr));
@@ -208,8 +207,8 @@ END_TEST
 START_TEST(test_catalogue_lookups)
 {
     static const char *const types[] = {
-        "OrderPlaced",        "OrderCancelled",     "StockReserved",     "StockRejected",
-        "StockReleased",      "StockAdjusted",      "ShipmentScheduled", "ShipmentCancelled",
+        "OrderPlaced",        "OrderCancelled",   "StockReserved",     "StockRejected",
+        "StockReleased",      "StockAdjusted",    "ShipmentScheduled", "ShipmentCancelled",
         "ShipmentDispatched", "ShipmentDelivered"};
     const struct cv_schema *s;
 
@@ -224,9 +223,9 @@ START_TEST(test_catalogue_lookups)
         ck_assert_str_eq(cv_avro_schema_origin(s), "current");
         ck_assert_ptr_eq(cv_avro_schema_by_fingerprint(cv_avro_schema_fingerprint(s)), s);
         /* Every event starts with the shared metadata, inlined. */
-        ck_assert_ptr_nonnull(strstr(cv_avro_schema_canonical(s),
-                                     "\"fields\":[{\"name\":\"metadata\",\"type\":{\"name\":"
-                                     "\"conveyor.EventMetadata\""));
+        ck_assert_ptr_nonnull(strstr(
+            cv_avro_schema_canonical(s),
+            "\"fields\":[{\"name\":\"metadata\",\"type\":{\"name\":\"conveyor.EventMetadata\""));
     }
     /* Shared types are not events. */
     ck_assert_ptr_null(cv_avro_schema_by_type("EventMetadata"));
@@ -267,16 +266,15 @@ START_TEST(test_schema_new_errors)
     ck_assert_ptr_nonnull(strstr(errstr, "not JSON"));
     ck_assert_ptr_null(cv_avro_schema_new(NULL, errstr, sizeof(errstr)));
     /* A default of the wrong type is refused (it would be written as is). */
-    ck_assert_ptr_null(cv_avro_schema_new(
-        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"int\","
-        "\"default\":\"x\"}]}",
-        errstr, sizeof(errstr)));
+    ck_assert_ptr_null(cv_avro_schema_new("{\"type\":\"record\",\"name\":\"R\",\"fields\":[{"
+                                          "\"name\":\"a\",\"type\":\"int\",\"default\":\"x\"}]}",
+                                          errstr, sizeof(errstr)));
     ck_assert_ptr_nonnull(strstr(errstr, "R.a: bad default"));
     /* A union's default belongs to its first branch. */
-    ck_assert_ptr_null(cv_avro_schema_new(
-        "{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":[\"null\","
-        "\"string\"],\"default\":\"x\"}]}",
-        errstr, sizeof(errstr)));
+    ck_assert_ptr_null(
+        cv_avro_schema_new("{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\","
+                           "\"type\":[\"null\",\"string\"],\"default\":\"x\"}]}",
+                           errstr, sizeof(errstr)));
     cv_avro_schema_destroy(NULL);
 }
 END_TEST
@@ -285,17 +283,17 @@ END_TEST
 START_TEST(test_schema_new_shared_types)
 {
     struct cv_schema *s = cv_avro_schema_new(
-        "{\"type\":\"record\",\"name\":\"Probe\",\"namespace\":\"conveyor\",\"fields\":["
-        "{\"name\":\"metadata\",\"type\":\"EventMetadata\"},"
-        "{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":\"conveyor.StockItem\"}},"
-        "{\"name\":\"more\",\"type\":{\"type\":\"array\",\"items\":\"conveyor.StockItem\"}}]}",
+        "{\"type\":\"record\",\"name\":\"Probe\",\"namespace\":\"conveyor\",\"fields\":[{\"name\":"
+        "\"metadata\",\"type\":\"EventMetadata\"},{\"name\":\"items\",\"type\":{\"type\":\"array\","
+        "\"items\":\"conveyor.StockItem\"}},{\"name\":\"more\",\"type\":{\"type\":\"array\","
+        "\"items\":\"conveyor.StockItem\"}}]}",
         errstr, sizeof(errstr));
 
     ck_assert_msg(s != NULL, "%s", errstr);
     /* Inlined once, then referred to by name. */
-    ck_assert_ptr_nonnull(strstr(cv_avro_schema_canonical(s),
-                                 "{\"name\":\"more\",\"type\":{\"type\":\"array\",\"items\":"
-                                 "\"conveyor.StockItem\"}}"));
+    ck_assert_ptr_nonnull(strstr(
+        cv_avro_schema_canonical(s),
+        "{\"name\":\"more\",\"type\":{\"type\":\"array\",\"items\":\"conveyor.StockItem\"}}"));
     ck_assert_str_eq(cv_avro_schema_type(s), "Probe");
     cv_avro_schema_destroy(s);
 }

@@ -41,7 +41,7 @@ static json_t *J(const char *text)
 }
 
 #define META(producer, causation)                                                                  \
-    "'metadata': {'event_id': '6f1c2a4e-8d3b-4f7a-9c1e-2b5d8e0f1a37', "                             \
+    "'metadata': {'event_id': '6f1c2a4e-8d3b-4f7a-9c1e-2b5d8e0f1a37', "                            \
     "'occurred_at': 1717243200123, 'producer': '" producer "', "                                   \
     "'correlation_id': '0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70', 'causation_id': " causation "}, "
 #define ORDER "'order_id': '0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70', "
@@ -52,35 +52,30 @@ static const struct {
     const char *type;
     const char *json;
 } samples[] = {
-    {"OrderPlaced",
-     "{" META("order-service", "null") ORDER "'customer_id': 'cust-0042', 'items': ["
-     "{'sku': 'SKU-RED-MUG', 'quantity': 2, 'unit_price_cents': 1299},"
-     "{'sku': 'SKU-TEA-500G', 'quantity': 1, 'unit_price_cents': 849},"
-     "{'sku': 'SKU-SPOON-SET', 'quantity': 3, 'unit_price_cents': 450}],"
-     "'total_cents': 4797, 'shipping_address': {'street': '12 Rue des Lilas', 'city': 'Lyon',"
-     "'postal_code': '69003', 'country': 'FR', 'name': 'Zoë Müller'}}"},
+    {"OrderPlaced", "{" META("order-service", "null") ORDER
+     "'customer_id': 'cust-0042', 'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2, "
+     "'unit_price_cents': 1299},{'sku': 'SKU-TEA-500G', 'quantity': 1, 'unit_price_cents': "
+     "849},{'sku': 'SKU-SPOON-SET', 'quantity': 3, 'unit_price_cents': 450}],'total_cents': 4797, "
+     "'shipping_address': {'street': '12 Rue des Lilas', 'city': 'Lyon','postal_code': '69003', "
+     "'country': 'FR', 'name': 'Zoë Müller'}}"},
     {"OrderCancelled",
      "{" META("order-service", "null") ORDER "'reason': 'customer asked to cancel'}"},
-    {"StockReserved",
-     "{" META("inventory-service", CAUSE) ORDER "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2},"
-     "{'sku': 'SKU-TEA-500G', 'quantity': 1}]}"},
-    {"StockRejected",
-     "{" META("inventory-service", CAUSE) ORDER "'reason': 'insufficient stock', 'shortages': ["
-     "{'sku': 'SKU-SPOON-SET', 'requested': 3, 'available': 1}]}"},
-    {"StockReleased",
-     "{" META("inventory-service", CAUSE) ORDER "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2}],"
-     "'reason': 'order cancelled'}"},
+    {"StockReserved", "{" META("inventory-service", CAUSE) ORDER
+     "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2},{'sku': 'SKU-TEA-500G', 'quantity': 1}]}"},
+    {"StockRejected", "{" META("inventory-service", CAUSE) ORDER
+     "'reason': 'insufficient stock', 'shortages': [{'sku': 'SKU-SPOON-SET', 'requested': 3, "
+     "'available': 1}]}"},
+    {"StockReleased", "{" META("inventory-service", CAUSE) ORDER
+     "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2}],'reason': 'order cancelled'}"},
     {"StockAdjusted",
-     "{" META("inventory-service", "null") "'sku': 'SKU-RED-MUG', 'name': 'Red mug 350 ml',"
-     "'available': 40, 'previous_available': 12}"},
-    {"ShipmentScheduled",
-     "{" META("shipping-service", CAUSE) ORDER "'carrier': 'Colissimo', "
-     "'tracking_number': '6A12345678901', 'eta': 1717502400000}"},
-    {"ShipmentCancelled",
-     "{" META("shipping-service", CAUSE) ORDER "'reason': 'stock rejected'}"},
-    {"ShipmentDispatched",
-     "{" META("shipping-service", "null") ORDER "'tracking_number': '6A12345678901', "
-     "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2}, {'sku': 'SKU-TEA-500G', 'quantity': 1}]}"},
+     "{" META("inventory-service", "null") "'sku': 'SKU-RED-MUG', 'name': 'Red mug', 'available': "
+                                           "40, 'previous_available': 12}"},
+    {"ShipmentScheduled", "{" META("shipping-service", CAUSE) ORDER
+     "'carrier': 'Colissimo', 'tracking_number': '6A12345678901', 'eta': 1717502400000}"},
+    {"ShipmentCancelled", "{" META("shipping-service", CAUSE) ORDER "'reason': 'stock rejected'}"},
+    {"ShipmentDispatched", "{" META("shipping-service", "null") ORDER
+     "'tracking_number': '6A12345678901', 'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2}, {'sku': "
+     "'SKU-TEA-500G', 'quantity': 1}]}"},
     {"ShipmentDelivered",
      "{" META("shipping-service", "null") ORDER "'tracking_number': '6A12345678901'}"},
 };
@@ -180,9 +175,8 @@ START_TEST(test_round_trip_confluent)
     cv_avro_schema_set_id(s, id);
     buf = encode_ok(samples[_i].type, event, CV_AVRO_CONFLUENT, &len);
     ck_assert_uint_eq(buf[0], 0x00);
-    ck_assert_uint_eq((uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 8 |
-                          buf[4],
-                      id);
+    ck_assert_uint_eq(
+        (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 8 | buf[4], id);
     /* The same body as in single-object framing. */
     single = encode_ok(samples[_i].type, event, CV_AVRO_SINGLE_OBJECT, &single_len);
     ck_assert_uint_eq(len - CV_AVRO_CONFLUENT_HEADER, single_len - CV_AVRO_SINGLE_OBJECT_HEADER);
@@ -206,8 +200,8 @@ START_TEST(test_confluent_needs_an_id)
     unsigned char *buf = NULL;
     size_t len;
 
-    ck_assert_int_eq(cv_avro_encode(s, event, CV_AVRO_CONFLUENT, &buf, &len, errstr, sizeof(errstr)),
-                     -1);
+    ck_assert_int_eq(
+        cv_avro_encode(s, event, CV_AVRO_CONFLUENT, &buf, &len, errstr, sizeof(errstr)), -1);
     ck_assert_str_eq(errstr, "conveyor.OrderCancelled has no schema registry id");
     json_decref(event);
 }
@@ -241,7 +235,8 @@ START_TEST(test_encode_errors_name_the_field)
     encode_fails("OrderPlaced", e, "items[2].quantity: missing (expected int)");
 
     e = J(samples[0].json);
-    json_object_set_new(json_array_get(json_object_get(e, "items"), 2), "quantity", json_string("3"));
+    json_object_set_new(json_array_get(json_object_get(e, "items"), 2), "quantity",
+                        json_string("3"));
     encode_fails("OrderPlaced", e, "items[2].quantity: expected int");
 
     e = J(samples[0].json);
@@ -435,6 +430,55 @@ START_TEST(test_decode_body_checks)
 }
 END_TEST
 
+/* A union takes the value of the first branch that accepts it whole. */
+START_TEST(test_union_branch_choice)
+{
+    struct cv_schema *s = cv_avro_schema_new(
+        "{\"type\":\"record\",\"name\":\"U\",\"fields\":["
+        "{\"name\":\"x\",\"type\":[\"int\",\"double\",\"string\"]},"
+        "{\"name\":\"y\",\"type\":[{\"type\":\"record\",\"name\":\"A\",\"fields\":"
+        "[{\"name\":\"a\",\"type\":\"int\"}]},{\"type\":\"record\",\"name\":\"B\","
+        "\"fields\":[{\"name\":\"b\",\"type\":\"string\"}]}]}]}",
+        errstr, sizeof(errstr));
+    static const char *const good[] = {"{'x': 3, 'y': {'b': 'hi'}}", "{'x': 2.5, 'y': {'a': 1}}",
+                                       "{'x': 'three', 'y': {'a': -1}}"};
+    static const char *const bad[][2] = {
+        {"{'x': true, 'y': {'a': 1}}", "x: expected int or double or string"},
+        {"{'x': 1, 'y': {'c': 1}}", "y: expected A or B"},
+        {"{'x': 1, 'y': {'a': 'one'}}", "y: expected A or B"},
+    };
+
+    ck_assert_msg(s != NULL, "%s", errstr);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        json_t *value = J(good[i]), *out = NULL;
+        unsigned char *buf = NULL;
+        size_t len;
+        ck_assert_msg(cv_avro_encode(s, value, CV_AVRO_SINGLE_OBJECT, &buf, &len, errstr,
+                                     sizeof(errstr)) == 0,
+                      "%s", errstr);
+        ck_assert_int_eq(cv_avro_decode_body(s, buf + CV_AVRO_SINGLE_OBJECT_HEADER,
+                                             len - CV_AVRO_SINGLE_OBJECT_HEADER, NULL, &out, errstr,
+                                             sizeof(errstr)),
+                         0);
+        ck_assert(json_equal(value, out));
+        json_decref(out);
+        json_decref(value);
+        free(buf);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *value = J(bad[i][0]);
+        unsigned char *buf = NULL;
+        size_t len;
+        ck_assert_int_eq(
+            cv_avro_encode(s, value, CV_AVRO_SINGLE_OBJECT, &buf, &len, errstr, sizeof(errstr)),
+            -1);
+        ck_assert_str_eq(errstr, bad[i][1]);
+        json_decref(value);
+    }
+    cv_avro_schema_destroy(s);
+}
+END_TEST
+
 /* Values laid end to end, as `kcat -f '%s'` prints them. */
 START_TEST(test_decode_next_stream)
 {
@@ -538,7 +582,8 @@ START_TEST(test_fuzz_mutations)
             size_t n = len, flips = 1 + rng() % 4;
             memcpy(buf, valid, len);
             for (size_t f = 0; f < flips && n > CV_AVRO_SINGLE_OBJECT_HEADER; f++) {
-                size_t at = CV_AVRO_SINGLE_OBJECT_HEADER + rng() % (n - CV_AVRO_SINGLE_OBJECT_HEADER);
+                size_t at =
+                    CV_AVRO_SINGLE_OBJECT_HEADER + rng() % (n - CV_AVRO_SINGLE_OBJECT_HEADER);
                 switch (rng() % 4) {
                 case 0: /* flip bits */
                     buf[at] ^= (unsigned char)(1u << (rng() % 8));
@@ -628,6 +673,7 @@ static Suite *avro_codec_suite(void)
     tcase_add_test(tc, test_decode_framing_errors);
     tcase_add_test(tc, test_decode_oversized_lengths);
     tcase_add_test(tc, test_decode_body_checks);
+    tcase_add_test(tc, test_union_branch_choice);
     tcase_add_test(tc, test_decode_next_stream);
     tcase_add_test(tc, test_fuzz_random_buffers);
     tcase_add_test(tc, test_fuzz_mutations);

@@ -45,20 +45,20 @@ static struct cv_schema *data_schema(const char *name)
 }
 
 static const char order_placed[] =
-    "{\"metadata\": {\"event_id\": \"6f1c2a4e-8d3b-4f7a-9c1e-2b5d8e0f1a37\", "
-    "\"occurred_at\": 1717243200123, \"producer\": \"order-service\", "
-    "\"correlation_id\": \"0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70\", \"causation_id\": null}, "
-    "\"order_id\": \"0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70\", \"customer_id\": \"cust-0042\", "
-    "\"items\": [{\"sku\": \"SKU-RED-MUG\", \"quantity\": 2, \"unit_price_cents\": 1299}], "
-    "\"total_cents\": 2598, \"shipping_address\": {\"city\": \"Lyon\", \"country\": \"FR\"}}";
+    "{\"metadata\": {\"event_id\": \"6f1c2a4e-8d3b-4f7a-9c1e-2b5d8e0f1a37\", \"occurred_at\": "
+    "1717243200123, \"producer\": \"order-service\", \"correlation_id\": "
+    "\"0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70\", \"causation_id\": null}, \"order_id\": "
+    "\"0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70\", \"customer_id\": \"cust-0042\", \"items\": "
+    "[{\"sku\": \"SKU-RED-MUG\", \"quantity\": 2, \"unit_price_cents\": 1299}], \"total_cents\": "
+    "2598, \"shipping_address\": {\"city\": \"Lyon\", \"country\": \"FR\"}}";
 
 static unsigned char *encode_with(const struct cv_schema *s, const json_t *event, size_t *len)
 {
     unsigned char *buf = NULL;
 
-    ck_assert_msg(cv_avro_encode(s, event, CV_AVRO_SINGLE_OBJECT, &buf, len, errstr,
-                                 sizeof(errstr)) == 0,
-                  "%s", errstr);
+    ck_assert_msg(
+        cv_avro_encode(s, event, CV_AVRO_SINGLE_OBJECT, &buf, len, errstr, sizeof(errstr)) == 0,
+        "%s", errstr);
     return buf;
 }
 
@@ -99,8 +99,8 @@ START_TEST(test_v2_data_read_by_v1_drops_the_field)
     ck_assert_ptr_nonnull(strstr(errstr, "unknown schema fingerprint"));
     /* ...given the writer's schema (a registry, or the bare body), it reads it as v1. */
     ck_assert_int_eq(cv_avro_decode_body(v2, buf + CV_AVRO_SINGLE_OBJECT_HEADER,
-                                         len - CV_AVRO_SINGLE_OBJECT_HEADER, current, &out,
-                                         errstr, sizeof(errstr)),
+                                         len - CV_AVRO_SINGLE_OBJECT_HEADER, current, &out, errstr,
+                                         sizeof(errstr)),
                      0);
     ck_assert_ptr_null(json_object_get(out, "currency"));
     json_decref(out);
@@ -137,8 +137,8 @@ START_TEST(test_v0_without_a_field)
     json_object_del(event, "shipping_address");
     buf = encode_with(v0, event, &len);
     ck_assert_int_eq(cv_avro_decode_body(v0, buf + CV_AVRO_SINGLE_OBJECT_HEADER,
-                                         len - CV_AVRO_SINGLE_OBJECT_HEADER, current, &out,
-                                         errstr, sizeof(errstr)),
+                                         len - CV_AVRO_SINGLE_OBJECT_HEADER, current, &out, errstr,
+                                         sizeof(errstr)),
                      0);
     ck_assert(json_is_null(json_object_get(out, "shipping_address")));
     json_decref(out);
@@ -162,8 +162,10 @@ START_TEST(test_current_compatible_with_every_release)
             continue;
         releases++;
         current = cv_avro_schema_by_type(cv_avro_schema_type(released));
-        ck_assert_msg(current != NULL, "%s of release %s has no current schema: removing an "
-                      "event type breaks its consumers", cv_avro_schema_full_name(released), origin);
+        ck_assert_msg(
+            current != NULL,
+            "%s of release %s has no current schema: removing an event type breaks its consumers",
+            cv_avro_schema_full_name(released), origin);
         ck_assert_msg(cv_avro_schema_compatible(released, current, errstr, sizeof(errstr)),
                       "the current %s cannot read release %s's data: %s",
                       cv_avro_schema_type(current), origin, errstr);
@@ -202,8 +204,8 @@ START_TEST(test_evolution_files_compatibility)
     ck_assert_int_eq(cv_avro_decode(buf, len, cv_avro_schema_by_type("OrderCancelled"), &out, NULL,
                                     errstr, sizeof(errstr)),
                      -1);
-    ck_assert_ptr_nonnull(strstr(errstr, "conveyor.OrderPlaced cannot be read as "
-                                         "conveyor.OrderCancelled"));
+    ck_assert_ptr_nonnull(
+        strstr(errstr, "conveyor.OrderPlaced cannot be read as conveyor.OrderCancelled"));
     free(buf);
     json_decref(event);
     cv_avro_schema_destroy(v0);
@@ -213,26 +215,21 @@ START_TEST(test_evolution_files_compatibility)
 END_TEST
 
 static const char writer_json[] =
-    "{\"type\":\"record\",\"name\":\"w.Probe\",\"fields\":["
-    "{\"name\":\"i\",\"type\":\"int\"},{\"name\":\"l\",\"type\":\"long\"},"
-    "{\"name\":\"f\",\"type\":\"float\"},{\"name\":\"s\",\"type\":\"string\"},"
-    "{\"name\":\"b\",\"type\":\"bytes\"},"
-    "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"Colour\",\"symbols\":[\"RED\","
-    "\"GREEN\",\"BLUE\"]}},"
-    "{\"name\":\"u\",\"type\":[\"null\",\"int\"]},{\"name\":\"n\",\"type\":\"int\"},"
-    "{\"name\":\"gone\",\"type\":\"string\"},{\"name\":\"extra\",\"type\":{\"type\":\"map\","
-    "\"values\":\"long\"}}]}";
+    "{\"type\":\"record\",\"name\":\"w.Probe\",\"fields\":[{\"name\":\"i\",\"type\":\"int\"},{"
+    "\"name\":\"l\",\"type\":\"long\"},{\"name\":\"f\",\"type\":\"float\"},{\"name\":\"s\","
+    "\"type\":\"string\"},{\"name\":\"b\",\"type\":\"bytes\"},{\"name\":\"e\",\"type\":{\"type\":"
+    "\"enum\",\"name\":\"Colour\",\"symbols\":[\"RED\",\"GREEN\",\"BLUE\"]}},{\"name\":\"u\","
+    "\"type\":[\"null\",\"int\"]},{\"name\":\"n\",\"type\":\"int\"},{\"name\":\"gone\",\"type\":"
+    "\"string\"},{\"name\":\"extra\",\"type\":{\"type\":\"map\",\"values\":\"long\"}}]}";
 static const char reader_json[] =
-    "{\"type\":\"record\",\"name\":\"r.Probe\",\"fields\":["
-    "{\"name\":\"i\",\"type\":\"long\"},{\"name\":\"l\",\"type\":\"double\"},"
-    "{\"name\":\"f\",\"type\":\"double\"},{\"name\":\"s\",\"type\":\"bytes\"},"
-    "{\"name\":\"b\",\"type\":\"string\"},"
-    "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"Colour\",\"symbols\":[\"RED\","
-    "\"GREEN\"],\"default\":\"RED\"}},"
-    "{\"name\":\"u\",\"type\":[\"null\",\"long\"]},{\"name\":\"n\",\"type\":[\"null\",\"int\"]},"
-    "{\"name\":\"renamed\",\"aliases\":[\"gone\"],\"type\":\"string\"},"
-    "{\"name\":\"added\",\"type\":{\"type\":\"array\",\"items\":\"int\"},\"default\":[1,2]},"
-    "{\"name\":\"raw\",\"type\":\"bytes\",\"default\":\"\\u00ff\\u0000\"}]}";
+    "{\"type\":\"record\",\"name\":\"r.Probe\",\"fields\":[{\"name\":\"i\",\"type\":\"long\"},{"
+    "\"name\":\"l\",\"type\":\"double\"},{\"name\":\"f\",\"type\":\"double\"},{\"name\":\"s\","
+    "\"type\":\"bytes\"},{\"name\":\"b\",\"type\":\"string\"},{\"name\":\"e\",\"type\":{\"type\":"
+    "\"enum\",\"name\":\"Colour\",\"symbols\":[\"RED\",\"GREEN\"],\"default\":\"RED\"}},{\"name\":"
+    "\"u\",\"type\":[\"null\",\"long\"]},{\"name\":\"n\",\"type\":[\"null\",\"int\"]},{\"name\":"
+    "\"renamed\",\"aliases\":[\"gone\"],\"type\":\"string\"},{\"name\":\"added\",\"type\":{"
+    "\"type\":\"array\",\"items\":\"int\"},\"default\":[1,2]},{\"name\":\"raw\",\"type\":\"bytes\","
+    "\"default\":\"\\u00ff\\u0000\"}]}";
 
 START_TEST(test_promotions_aliases_enum_default)
 {
@@ -241,10 +238,10 @@ START_TEST(test_promotions_aliases_enum_default)
     json_t *value = json_pack("{s:i, s:I, s:f, s:s, s:s, s:s, s:i, s:i, s:s, s:{s:I}}", "i", 7, "l",
                               (json_int_t)1 << 40, "f", 1.5, "s", "hi", "b", "aGk=", "e", "BLUE",
                               "u", 5, "n", 3, "gone", "x", "extra", "k", (json_int_t)1);
-    json_t *expected = json_pack("{s:i, s:f, s:f, s:s, s:s, s:s, s:i, s:i, s:s, s:[i,i], s:s}",
-                                 "i", 7, "l", 1099511627776.0, "f", 1.5, "s", "aGk=", "b", "hi",
-                                 "e", "RED", "u", 5, "n", 3, "renamed", "x", "added", 1, 2, "raw",
-                                 "/wA=");
+    json_t *expected =
+        json_pack("{s:i, s:f, s:f, s:s, s:s, s:s, s:i, s:i, s:s, s:[i,i], s:s}", "i", 7, "l",
+                  1099511627776.0, "f", 1.5, "s", "aGk=", "b", "hi", "e", "RED", "u", 5, "n", 3,
+                  "renamed", "x", "added", 1, 2, "raw", "/wA=");
     json_t *out = NULL;
     unsigned char *buf;
     size_t len;
@@ -301,7 +298,8 @@ START_TEST(test_unions_both_ways)
 
     /* Writer union -> reader non-union: fine while the data is in a readable branch. */
     ck_assert(!cv_avro_schema_compatible(opt, str, errstr, sizeof(errstr)));
-    ck_assert_int_eq(cv_avro_decode_body(opt, "\x02\x02x", 3, str, &out, errstr, sizeof(errstr)), 0);
+    ck_assert_int_eq(cv_avro_decode_body(opt, "\x02\x02x", 3, str, &out, errstr, sizeof(errstr)),
+                     0);
     ck_assert_str_eq(json_string_value(out), "x");
     json_decref(out);
     ck_assert_int_eq(cv_avro_decode_body(opt, "\x00", 1, str, &out, errstr, sizeof(errstr)), -1);
@@ -344,6 +342,12 @@ START_TEST(test_recursive_schema)
                      -1);
     ck_assert_ptr_nonnull(strstr(errstr, "nested too deeply"));
     free(buf);
+    /* Nor is it encoded. */
+    for (int i = 0; i < 100; i++)
+        value = json_pack("{s:i, s:o}", "v", i, "next", value);
+    ck_assert_int_eq(
+        cv_avro_encode(s, value, CV_AVRO_SINGLE_OBJECT, &buf, &len, errstr, sizeof(errstr)), -1);
+    ck_assert_ptr_nonnull(strstr(errstr, "value nested too deeply"));
     json_decref(value);
     cv_avro_schema_destroy(s);
 }

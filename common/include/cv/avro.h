@@ -84,8 +84,9 @@ enum cv_avro_framing {
  * A field may be left out only if the schema declares a default, which is then written. On
  * success *out is malloc'd (caller frees), *out_len set and 0 returned; otherwise -1 and errstr
  * names the field path, e.g. "items[2].quantity: expected int". */
-int cv_avro_encode(const struct cv_schema *schema, const json_t *event, enum cv_avro_framing framing,
-                   unsigned char **out, size_t *out_len, char *errstr, size_t errstr_size);
+int cv_avro_encode(const struct cv_schema *schema, const json_t *event,
+                   enum cv_avro_framing framing, unsigned char **out, size_t *out_len, char *errstr,
+                   size_t errstr_size);
 
 /* Decodes a framed value (either framing, told apart by its first byte): finds the writer's
  * schema in the catalogue, checks the body against it with bounds on every length, decodes it,
