@@ -62,6 +62,8 @@ for t in "$BUILD"/tests/services/*/test_*; do
     [ -x "$t" ] && run "services/${t#"$BUILD"/tests/services/}" "$t"
 done
 
+run "static" tests/static/run.sh
+
 pg_ensure || exit 1
 echo "=== starting Kafka on 127.0.0.1:$KAFKA_PORT"
 if ! "$KAFKA_SH" start >/dev/null; then

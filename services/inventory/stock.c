@@ -29,21 +29,28 @@ int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sk
 {
     char avail[24];
     snprintf(avail, sizeof(avail), "%ld", available);
+    /* Lock the row first: the previous figure and the change are then one atomic step against
+     * concurrent reservations. (A FOR UPDATE CTE read in RETURNING sees no row: two
+     * statements are simpler and right.) */
+    const char *lock_params[] = {sku};
+    PGresult *res = cv_db_query(conn, "SELECT available FROM stock WHERE sku = $1 FOR UPDATE", 1,
+                                lock_params, err);
+    if (!res)
+        return -1;
+    long previous = PQntuples(res) ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
     const char *params[] = {sku, name, avail};
-    /* The row lock taken by the upsert orders this change with concurrent reservations. */
-    PGresult *res = cv_db_query(
-        conn,
-        "WITH old AS (SELECT available FROM stock WHERE sku = $1 FOR UPDATE)"
-        " INSERT INTO stock (sku, name, available) VALUES ($1, COALESCE($2, $1), $3::int)"
-        " ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,"
-        " name = COALESCE($2, stock.name), updated_at = now()"
-        " RETURNING name, COALESCE((SELECT available FROM old), 0)",
-        3, params, err);
+    res = cv_db_query(conn,
+                      "INSERT INTO stock (sku, name, available) VALUES ($1, COALESCE($2, $1), $3::int)"
+                      " ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,"
+                      " name = COALESCE($2, stock.name), updated_at = now()"
+                      " RETURNING name",
+                      3, params, err);
     if (!res)
         return -1;
     json_t *event = json_pack("{s:s, s:s, s:I, s:I}", "sku", sku, "name", PQgetvalue(res, 0, 0),
                               "available", (json_int_t)available, "previous_available",
-                              (json_int_t)atol(PQgetvalue(res, 0, 1)));
+                              (json_int_t)previous);
     PQclear(res);
     int rc = cv_service_emit(svc, conn, "StockAdjusted", sku, event, NULL, NULL, NULL, err);
     json_decref(event);

@@ -181,3 +181,10 @@ def test_inventory_listing_and_validation(system):
         assert r.content_type.startswith("application/problem+json")
     assert system.inventory.put("/inventory/bad%20sku", {"available": 1}).status in (400, 404)
     assert system.stock(a)["available"] == 9
+
+    # Each adjustment is an event naming the figure it replaced.
+    from conveyor import wait_until
+    adjusted = wait_until(lambda: (lambda evs: evs if len(evs) >= 2 else None)(
+        [e["data"] for e in system.audit_events(type="StockAdjusted") if e["data"]["sku"] == a]),
+        20, 0.3, "StockAdjusted in audit")
+    assert [(e["previous_available"], e["available"]) for e in adjusted] == [(0, 3), (3, 9)]

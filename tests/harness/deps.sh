@@ -7,7 +7,7 @@ packages=(
     build-essential pkg-config
     librdkafka-dev libavro-dev libmicrohttpd-dev libjansson-dev libpq-dev check
     kcat postgresql-client maven default-jdk-headless
-    python3 python3-avro python3-confluent-kafka python3-pytest
+    python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml
     clang clang-tidy cppcheck shellcheck yamllint docker-compose
 )
 
@@ -17,6 +17,11 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+# kubectl (for `kubectl kustomize` in the static checks) is not always a Debian package of its
+# own; Debian's kubernetes-client provides it where nothing else does.
+if ! command -v kubectl >/dev/null 2>&1; then
+    missing+=(kubernetes-client)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
