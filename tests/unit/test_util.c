@@ -1,0 +1,108 @@
+/* Unit tests of common/src/util.c: UUIDs and time formatting/parsing. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cv/util.h"
+
+START_TEST(test_uuid_v4_form)
+{
+    char a[37], b[37];
+    cv_uuid_v4(a);
+    cv_uuid_v4(b);
+    ck_assert_uint_eq(strlen(a), 36);
+    ck_assert(cv_uuid_valid(a));
+    ck_assert_str_ne(a, b);
+    ck_assert_int_eq(a[14], '4');                    /* version */
+    ck_assert(strchr("89ab", a[19]) != NULL);        /* variant */
+}
+END_TEST
+
+START_TEST(test_uuid_valid_rejects)
+{
+    ck_assert(cv_uuid_valid("123e4567-E89B-12d3-a456-426614174000"));
+    ck_assert(!cv_uuid_valid(NULL));
+    ck_assert(!cv_uuid_valid(""));
+    ck_assert(!cv_uuid_valid("123e4567-e89b-12d3-a456-42661417400"));   /* short */
+    ck_assert(!cv_uuid_valid("123e4567-e89b-12d3-a456-4266141740000")); /* long */
+    ck_assert(!cv_uuid_valid("123e4567xe89b-12d3-a456-426614174000"));  /* dash */
+    ck_assert(!cv_uuid_valid("123e4567-e89b-12d3-a456-42661417400g"));  /* hex */
+}
+END_TEST
+
+START_TEST(test_format_time)
+{
+    char out[25];
+    cv_format_time(0, out);
+    ck_assert_str_eq(out, "1970-01-01T00:00:00.000Z");
+    cv_format_time(1795703022123LL, out);
+    ck_assert_str_eq(out, "2026-11-26T14:23:42.123Z");
+    cv_format_time(-1, out);
+    ck_assert_str_eq(out, "1969-12-31T23:59:59.999Z");
+}
+END_TEST
+
+START_TEST(test_parse_time)
+{
+    int64_t ms;
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42Z", &ms), 0);
+    ck_assert_int_eq(ms, 1795703022000LL);
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42.123Z", &ms), 0);
+    ck_assert_int_eq(ms, 1795703022123LL);
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42.1Z", &ms), 0);
+    ck_assert_int_eq(ms, 1795703022100LL);
+    ck_assert_int_eq(cv_parse_time("2026-11-26T15:23:42+01:00", &ms), 0);
+    ck_assert_int_eq(ms, 1795703022000LL);
+    ck_assert_int_eq(cv_parse_time("2026-11-26T13:23:42-01:00", &ms), 0);
+    ck_assert_int_eq(ms, 1795703022000LL);
+    ck_assert_int_eq(cv_parse_time("2026-11-26", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42", &ms), -1);  /* no zone */
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42.Z", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42Zjunk", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("yesterday", &ms), -1);
+}
+END_TEST
+
+START_TEST(test_format_parse_round_trip)
+{
+    for (int64_t ms = 0; ms < 4102444800000LL; ms += 987654321987LL / 7) {
+        char out[25];
+        int64_t back;
+        cv_format_time(ms, out);
+        ck_assert_int_eq(cv_parse_time(out, &back), 0);
+        ck_assert_int_eq(back, ms);
+    }
+}
+END_TEST
+
+START_TEST(test_sleep_stops_early)
+{
+    volatile int stop = 1;
+    int64_t start = cv_monotonic_ms();
+    cv_sleep_ms(5000, &stop);
+    ck_assert_int_lt(cv_monotonic_ms() - start, 1000);
+}
+END_TEST
+
+static Suite *util_suite(void)
+{
+    Suite *s = suite_create("util");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_uuid_v4_form);
+    tcase_add_test(tc, test_uuid_valid_rejects);
+    tcase_add_test(tc, test_format_time);
+    tcase_add_test(tc, test_parse_time);
+    tcase_add_test(tc, test_format_parse_round_trip);
+    tcase_add_test(tc, test_sleep_stops_early);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(util_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
