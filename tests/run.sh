@@ -12,32 +12,11 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 BUILD=${BUILD:-build}
-# shellcheck source=tests/harness/pg.sh
-. tests/harness/pg.sh
-
-export CV_TEST_BIN=$root/$BUILD/bin
-export CV_TEST_DB_PREFIX=cvt_$$_
-export KAFKA_SH=$root/deploy/local/kafka.sh
-export KAFKA_PORT=${CV_TEST_KAFKA_PORT:-19092}
-export KAFKA_CONTROLLER_PORT=${CV_TEST_KAFKA_CONTROLLER_PORT:-19093}
-export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
-export CV_TEST_PG="host=$PGHOST port=$PGPORT user=$PGUSER"
+# shellcheck source=tests/harness/env.sh
+. tests/harness/env.sh
 # Sanitizer builds: fail on the first report, leaks included.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-KAFKA_DIR=$(mktemp -d)
-export KAFKA_DIR
-
-cleanup() {
-    "$KAFKA_SH" stop >/dev/null 2>&1 || true
-    rm -rf "$KAFKA_DIR"
-    local dbs
-    dbs=$(psql -X -At -d postgres -c \
-        "SELECT datname FROM pg_database WHERE datname LIKE '${CV_TEST_DB_PREFIX}%'" 2>/dev/null)
-    for db in $dbs; do pg_drop_db "$db" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 passed=0
 failed=0

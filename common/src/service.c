@@ -119,27 +119,6 @@ void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db
     }
 }
 
-int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
-                         const char *name, long def, long min, long max, long *out)
-{
-    const char *text = cv_http_query(req, name);
-    if (!text) {
-        *out = def;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "expected an integer in %ld..%ld", min, max);
-        cv_http_reply_problem(resp, 400, "Bad Request", detail, name);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* /readyz: the database answers, a broker answers, the consumer loop runs. */
 static int service_ready(void *app, char *reason, size_t reason_size)
 {

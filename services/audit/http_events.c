@@ -69,10 +69,10 @@ void audit_http_list(struct cv_http_request *req, struct cv_http_response *resp,
                             after ? after_seq : NULL,
                             limit_text};
     struct cv_db_err err;
-    PGresult *res = cv_db_query(
+    json_t *page = cv_service_page(
         conn,
-        "SELECT " EVENT_JSON "::text,"
-        " (extract(epoch from occurred_at) * 1000)::bigint || '.' || seq FROM events"
+        "SELECT (extract(epoch from occurred_at) * 1000)::bigint || '.' || seq,"
+        " " EVENT_JSON "::text FROM events"
         " WHERE ($1::text IS NULL OR order_id = $1) AND ($2::text IS NULL OR type = $2)"
         " AND ($3::text IS NULL OR topic = $3)"
         " AND ($4::bigint IS NULL OR occurred_at >= to_timestamp($4::bigint / 1000.0))"
@@ -80,19 +80,12 @@ void audit_http_list(struct cv_http_request *req, struct cv_http_response *resp,
         " AND ($6::bigint IS NULL OR (occurred_at, seq) >"
         "      (to_timestamp($6::bigint / 1000.0), $7::bigint))"
         " ORDER BY occurred_at, seq LIMIT $8::int",
-        8, params, &err);
+        8, params, limit, "events", &err);
     cv_service_db_release(svc, conn);
-    if (!res) {
+    if (page)
+        cv_http_reply_json(resp, 200, page);
+    else
         cv_service_reply_db_error(resp, &err);
-        return;
-    }
-    json_t *events = json_array();
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++)
-        json_array_append_new(events, json_loads(PQgetvalue(res, i, 0), 0, NULL));
-    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 1)) : json_null();
-    PQclear(res);
-    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "events", events, "next", next));
 }
 
 void audit_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)

@@ -92,6 +92,21 @@ static int move_stock(PGconn *conn, const char *sku, json_int_t qty, const char 
     return cv_db_exec(conn, sql, 2, params, err);
 }
 
+/* Moves every item's quantity between columns as move_stock does. 0, or -1 with err. */
+static int move_items(PGconn *conn, const json_t *items, const char *set_sql,
+                      struct cv_db_err *err)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item)
+    {
+        if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
+                       json_integer_value(json_object_get(item, "quantity")), set_sql, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
                                               const struct cv_event *ev, const char *order_id,
                                               char *reason, size_t reason_size)
@@ -137,15 +152,10 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     json_t *event;
     const char *type;
     if (json_array_size(shortages) == 0) {
-        json_array_foreach(items, i, item)
-        {
-            if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
-                           json_integer_value(json_object_get(item, "quantity")),
-                           "available = available - $2::int, reserved = reserved + $2::int",
-                           &err) < 0) {
-                result = cv_service_db_failure(&err, reason, reason_size);
-                goto out;
-            }
+        if (move_items(conn, items, "available = available - $2::int, reserved = reserved + $2::int",
+                       &err) < 0) {
+            result = cv_service_db_failure(&err, reason, reason_size);
+            goto out;
         }
         type = "StockReserved";
         event = json_pack("{s:s, s:O}", "order_id", order_id, "items", items);
@@ -184,17 +194,10 @@ static enum cv_handler_result on_order_cancelled(struct cv_service *svc, PGconn 
             result = cv_service_db_failure(&err, reason, reason_size);
         json_decref(none);
     } else if (strcmp(status, "RESERVED") == 0) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(items, i, item)
-        {
-            if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
-                           json_integer_value(json_object_get(item, "quantity")),
-                           "available = available + $2::int, reserved = reserved - $2::int",
-                           &err) < 0) {
-                result = cv_service_db_failure(&err, reason, reason_size);
-                goto out;
-            }
+        if (move_items(conn, items, "available = available + $2::int, reserved = reserved - $2::int",
+                       &err) < 0) {
+            result = cv_service_db_failure(&err, reason, reason_size);
+            goto out;
         }
         json_t *event = json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items,
                                   "reason", "order cancelled");
@@ -221,17 +224,10 @@ static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const char *o
         return cv_service_db_failure(&err, reason, reason_size);
     enum cv_handler_result result = CV_HANDLED;
     if (strcmp(status, "RESERVED") == 0) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(items, i, item)
-        {
-            if (move_stock(conn, json_string_value(json_object_get(item, "sku")),
-                           json_integer_value(json_object_get(item, "quantity")),
-                           "reserved = reserved - $2::int, shipped = shipped + $2::int",
-                           &err) < 0) {
-                result = cv_service_db_failure(&err, reason, reason_size);
-                goto out;
-            }
+        if (move_items(conn, items, "reserved = reserved - $2::int, shipped = shipped + $2::int",
+                       &err) < 0) {
+            result = cv_service_db_failure(&err, reason, reason_size);
+            goto out;
         }
         if (record_reservation(conn, order_id, "SHIPPED", items, &err) < 0)
             result = cv_service_db_failure(&err, reason, reason_size);

@@ -29,28 +29,13 @@ void inventory_http_list(struct cv_http_request *req, struct cv_http_response *r
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
-    char limit_text[24];
-    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
-    const char *params[] = {after, limit_text};
     struct cv_db_err err;
-    PGresult *res = cv_db_query(
-        conn,
-        "SELECT json_build_object('sku', sku, 'name', name, 'available', available,"
-        " 'reserved', reserved, 'shipped', shipped)::text, sku FROM stock"
-        " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2::int",
-        2, params, &err);
+    json_t *page = inventory_page(conn, after, limit, &err);
     cv_service_db_release(svc, conn);
-    if (!res) {
+    if (page)
+        cv_http_reply_json(resp, 200, page);
+    else
         cv_service_reply_db_error(resp, &err);
-        return;
-    }
-    json_t *items = json_array();
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++)
-        json_array_append_new(items, json_loads(PQgetvalue(res, i, 0), 0, NULL));
-    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 1)) : json_null();
-    PQclear(res);
-    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "items", items, "next", next));
 }
 
 void inventory_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)

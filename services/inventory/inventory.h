@@ -24,6 +24,9 @@ int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sk
                             const char *name, long available, struct cv_db_err *err);
 /* One SKU as JSON, or NULL: *found 0 if unknown, -1 on a database error (err). */
 json_t *inventory_get(PGconn *conn, const char *sku, int *found, struct cv_db_err *err);
+/* A page of SKUs in SKU order after the SKU after (NULL: from the start):
+ * {"items": [...], "next"}. NULL with err. */
+json_t *inventory_page(PGconn *conn, const char *after, long limit, struct cv_db_err *err);
 /* Loads the built-in catalogue when the stock table is empty (seed.c). */
 int inventory_seed(struct cv_service *svc, PGconn *conn);
 

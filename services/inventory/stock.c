@@ -24,6 +24,17 @@ json_t *inventory_get(PGconn *conn, const char *sku, int *found, struct cv_db_er
     return item;
 }
 
+json_t *inventory_page(PGconn *conn, const char *after, long limit, struct cv_db_err *err)
+{
+    char limit_text[24];
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    const char *params[] = {after, limit_text};
+    return cv_service_page(conn,
+                           "SELECT sku, " STOCK_JSON "::text FROM stock"
+                           " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2::int",
+                           2, params, limit, "items", err);
+}
+
 int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku,
                             const char *name, long available, struct cv_db_err *err)
 {

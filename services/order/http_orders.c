@@ -339,34 +339,13 @@ void order_http_list(struct cv_http_request *req, struct cv_http_response *resp,
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
-    char limit_text[24], after_text[24];
-    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
-    snprintf(after_text, sizeof(after_text), "%ld", after);
-    const char *params[] = {status, customer, after_text, limit_text};
     struct cv_db_err err;
-    PGresult *res = cv_db_query(
-        conn,
-        "SELECT seq, id FROM orders WHERE ($1::text IS NULL OR status = $1)"
-        " AND ($2::text IS NULL OR customer_id = $2) AND seq > $3::bigint"
-        " ORDER BY seq LIMIT $4::int",
-        4, params, &err);
-    if (!res) {
-        cv_service_reply_db_error(resp, &err);
-        cv_service_db_release(svc, conn);
-        return;
-    }
-    json_t *orders = json_array();
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++) {
-        int found;
-        json_t *order = order_store_get(conn, PQgetvalue(res, i, 1), &found, &err);
-        if (order)
-            json_array_append_new(orders, order);
-    }
-    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 0)) : json_null();
-    PQclear(res);
+    json_t *page = order_store_page(conn, status, customer, after, limit, &err);
     cv_service_db_release(svc, conn);
-    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "orders", orders, "next", next));
+    if (page)
+        cv_http_reply_json(resp, 200, page);
+    else
+        cv_service_reply_db_error(resp, &err);
 }
 
 void order_http_cancel(struct cv_http_request *req, struct cv_http_response *resp, void *app)

@@ -21,6 +21,10 @@ enum cv_handler_result order_on_event(struct cv_service *svc, PGconn *conn,
 /* The order as its JSON representation, or NULL if there is none (*found = 0) or on a database
  * error (err set, *found = -1). Caller decrefs. */
 json_t *order_store_get(PGconn *conn, const char *id, int *found, struct cv_db_err *err);
+/* A page of orders, oldest first, after the cursor after (0: from the start), filtered by status
+ * and customer_id when not NULL: {"orders": [...], "next"}. NULL with err. */
+json_t *order_store_page(PGconn *conn, const char *status, const char *customer_id,
+                         long after, long limit, struct cv_db_err *err);
 /* Moves order id to status when its current status is one of from (a SQL array literal such as
  * "{PENDING,CONFIRMED}"). reason may be NULL. Returns rows changed (0 or 1) or -1 with err. */
 int order_store_advance(PGconn *conn, const char *id, const char *status, const char *from,

@@ -7,11 +7,11 @@
 
 /* One order as JSON, built by PostgreSQL so that the representation lives in one place. */
 #define ORDER_JSON                                                                                 \
-    "json_build_object('id', id, 'customer_id', customer_id, 'items', items,"                     \
+    "json_strip_nulls(json_build_object('id', id, 'customer_id', customer_id, 'items', items,"                     \
     " 'total_cents', total_cents, 'status', status, 'reason', reason,"                            \
     " 'shipping_address', shipping_address,"                                                      \
     " 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"  \
-    " 'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))"
+    " 'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))"
 
 static const char *const statuses[] = {"PENDING",    "CONFIRMED", "SHIPMENT_SCHEDULED",
                                        "DISPATCHED", "DELIVERED", "REJECTED",
@@ -39,14 +39,22 @@ json_t *order_store_get(PGconn *conn, const char *id, int *found, struct cv_db_e
         order = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     PQclear(res);
     *found = order != NULL;
-    if (order) {
-        /* Absent rather than null when there is nothing to say. */
-        if (json_is_null(json_object_get(order, "reason")))
-            json_object_del(order, "reason");
-        if (json_is_null(json_object_get(order, "shipping_address")))
-            json_object_del(order, "shipping_address");
-    }
     return order;
+}
+
+json_t *order_store_page(PGconn *conn, const char *status, const char *customer_id,
+                         long after, long limit, struct cv_db_err *err)
+{
+    char after_text[24], limit_text[24];
+    snprintf(after_text, sizeof(after_text), "%ld", after);
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    const char *params[] = {status, customer_id, after_text, limit_text};
+    return cv_service_page(conn,
+                           "SELECT seq, " ORDER_JSON "::text FROM orders"
+                           " WHERE ($1::text IS NULL OR status = $1)"
+                           " AND ($2::text IS NULL OR customer_id = $2) AND seq > $3::bigint"
+                           " ORDER BY seq LIMIT $4::int",
+                           4, params, limit, "orders", err);
 }
 
 int order_store_advance(PGconn *conn, const char *id, const char *status, const char *from,

@@ -27,33 +27,13 @@ void shipping_http_list(struct cv_http_request *req, struct cv_http_response *re
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
-    char limit_text[24], after_text[24];
-    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
-    snprintf(after_text, sizeof(after_text), "%ld", after);
-    const char *params[] = {status, after_text, limit_text};
     struct cv_db_err err;
-    PGresult *res = cv_db_query(conn,
-                                "SELECT seq, order_id FROM shipments"
-                                " WHERE ($1::text IS NULL OR status = $1) AND seq > $2::bigint"
-                                " ORDER BY seq LIMIT $3::int",
-                                3, params, &err);
-    if (!res) {
-        cv_service_reply_db_error(resp, &err);
-        cv_service_db_release(svc, conn);
-        return;
-    }
-    json_t *list = json_array();
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++) {
-        int found;
-        json_t *s = shipment_get(conn, PQgetvalue(res, i, 1), &found, &err);
-        if (s)
-            json_array_append_new(list, s);
-    }
-    json_t *next = n == limit ? json_string(PQgetvalue(res, n - 1, 0)) : json_null();
-    PQclear(res);
+    json_t *page = shipment_page(conn, status, after, limit, &err);
     cv_service_db_release(svc, conn);
-    cv_http_reply_json(resp, 200, json_pack("{s:o, s:o}", "shipments", list, "next", next));
+    if (page)
+        cv_http_reply_json(resp, 200, page);
+    else
+        cv_service_reply_db_error(resp, &err);
 }
 
 void shipping_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)

@@ -23,6 +23,10 @@ enum cv_handler_result shipping_on_event(struct cv_service *svc, PGconn *conn,
 /* Storage (store.c). */
 /* The shipment of order_id as JSON, or NULL: *found 0 if none, -1 on a database error. */
 json_t *shipment_get(PGconn *conn, const char *order_id, int *found, struct cv_db_err *err);
+/* A page of shipments, oldest first, after the cursor after (0: from the start), filtered by
+ * status when not NULL: {"shipments": [...], "next"}. NULL with err. */
+json_t *shipment_page(PGconn *conn, const char *status, long after, long limit,
+                      struct cv_db_err *err);
 /* The shipment's current status into status (16 bytes), "" if there is none; locks the row. */
 int shipment_status(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err);
 

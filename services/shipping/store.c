@@ -5,17 +5,17 @@
 
 #define TIME_JSON(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+#define SHIPMENT_JSON                                                                              \
+    "json_build_object('order_id', order_id, 'status', status, 'reason', reason,"                 \
+    " 'carrier', carrier, 'tracking_number', tracking_number, 'eta', " TIME_JSON("eta") ","       \
+    " 'items', items, 'shipping_address', shipping_address,"                                      \
+    " 'created_at', " TIME_JSON("created_at") ", 'updated_at', " TIME_JSON("updated_at") ")"
+
 json_t *shipment_get(PGconn *conn, const char *order_id, int *found, struct cv_db_err *err)
 {
     const char *params[] = {order_id};
     PGresult *res = cv_db_query(
-        conn,
-        "SELECT json_build_object('order_id', order_id, 'status', status, 'reason', reason,"
-        " 'carrier', carrier, 'tracking_number', tracking_number, 'eta', " TIME_JSON("eta") ","
-        " 'items', items, 'shipping_address', shipping_address,"
-        " 'created_at', " TIME_JSON("created_at") ", 'updated_at', " TIME_JSON("updated_at") ")::text"
-        " FROM shipments WHERE order_id = $1",
-        1, params, err);
+        conn, "SELECT " SHIPMENT_JSON "::text FROM shipments WHERE order_id = $1", 1, params, err);
     if (!res) {
         *found = -1;
         return NULL;
@@ -23,9 +23,21 @@ json_t *shipment_get(PGconn *conn, const char *order_id, int *found, struct cv_d
     json_t *shipment = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
     PQclear(res);
     *found = shipment != NULL;
-    if (shipment && json_is_null(json_object_get(shipment, "reason")))
-        json_object_del(shipment, "reason");
     return shipment;
+}
+
+json_t *shipment_page(PGconn *conn, const char *status, long after, long limit,
+                      struct cv_db_err *err)
+{
+    char after_text[24], limit_text[24];
+    snprintf(after_text, sizeof(after_text), "%ld", after);
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    const char *params[] = {status, after_text, limit_text};
+    return cv_service_page(conn,
+                           "SELECT seq, " SHIPMENT_JSON "::text FROM shipments"
+                           " WHERE ($1::text IS NULL OR status = $1) AND seq > $2::bigint"
+                           " ORDER BY seq LIMIT $3::int",
+                           3, params, limit, "shipments", err);
 }
 
 int shipment_status(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err)

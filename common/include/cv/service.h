@@ -96,6 +96,12 @@ enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *
 int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
                          const char *name, long def, long min, long max, long *out);
 
+/* Runs a page query: each row is (cursor text, JSON text of one item), at most limit rows.
+ * Returns {key: [items], "next": the last row's cursor when the page is full, else null}, or
+ * NULL with err set. */
+json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                        long limit, const char *key, struct cv_db_err *err);
+
 /* Replies 503 (database unavailable) or 500 for a failed database call in an HTTP handler. */
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err);
 

@@ -1,0 +1,46 @@
+/* Helpers for the services' HTTP handlers: query parameters and pages of results. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cv/service.h"
+
+int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
+                         const char *name, long def, long min, long max, long *out)
+{
+    const char *text = cv_http_query(req, name);
+    if (!text) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "expected an integer in %ld..%ld", min, max);
+        cv_http_reply_problem(resp, 400, "Bad Request", detail, name);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                        long limit, const char *key, struct cv_db_err *err)
+{
+    PGresult *res = cv_db_query(conn, sql, nparams, params, err);
+    if (!res)
+        return NULL;
+    json_t *items = json_array();
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        json_t *item = json_loads(PQgetvalue(res, i, 1), 0, NULL);
+        if (item)
+            json_array_append_new(items, item);
+    }
+    /* A full page may have a successor; a short one is the last. */
+    json_t *next = n > 0 && n == limit ? json_string(PQgetvalue(res, n - 1, 0)) : json_null();
+    PQclear(res);
+    return json_pack("{s:o, s:o}", key, items, "next", next);
+}

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""Conveyor's benchmark: saga latency percentiles and sustained throughput, with the
+machine's own ceilings measured in the same run (a trivial libmicrohttpd handler, pgbench
+running our order transaction, Kafka's producer performance tool). Prints figures; asserts
+nothing."""
+
+import concurrent.futures
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "crosscheck"))
+
+from conveyor import BROKERS, PG, System, kafka_tool, psql  # noqa: E402
+
+DURATION = os.environ.get("BENCH_SECONDS", "8")
+SAGA_SEQUENTIAL = int(os.environ.get("BENCH_SAGA_ORDERS", "200"))
+SUSTAINED = int(os.environ.get("BENCH_SUSTAINED_ORDERS", "1000"))
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def wrk(url, script=None, connections=32):
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{DURATION}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, float(p50.group(1)) * scale[p50.group(2)], int(non2xx.group(1)) if non2xx else 0
+
+
+def pgbench_order_tx(db):
+    """pgbench running what POST /orders writes: the order, the outbox row, the NOTIFY."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    script.write(
+        "BEGIN;\n"
+        "INSERT INTO orders (id, customer_id, status, items, total_cents) VALUES"
+        " (gen_random_uuid(), 'bench', 'PENDING',"
+        " '[{\"sku\":\"BENCH-1\",\"quantity\":1,\"unit_price_cents\":100}]', 100);\n"
+        "INSERT INTO outbox (topic, key, value, headers) VALUES"
+        " ('pgbench', 'k', decode(repeat('ab', 150), 'hex'), '[]');\n"
+        "NOTIFY pgbench_outbox;\n"
+        "COMMIT;\n")
+    script.close()
+    try:
+        out = subprocess.run(
+            ["pgbench", "-n", "-c", "8", "-j", "2", "-T", DURATION, "-f", script.name,
+             "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], db],
+            capture_output=True, text=True, check=True).stdout
+        return float(re.search(r"tps = ([\d.]+)", out).group(1))
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"  pgbench unavailable: {e}")
+        return None
+    finally:
+        os.unlink(script.name)
+        psql(db, "DELETE FROM outbox WHERE topic = 'pgbench';"
+                 " DELETE FROM orders WHERE customer_id = 'bench'")
+
+
+def kafka_producer_ceiling():
+    topic = "bench-ceiling-" + uuid.uuid4().hex[:6]
+    kafka_tool("topics", "--bootstrap-server", BROKERS, "--create", "--topic", topic,
+               "--partitions", "6", "--replication-factor", "1")
+    out = kafka_tool("producer-perf-test", "--topic", topic, "--num-records", "200000",
+                     "--record-size", "300", "--throughput", "-1", "--producer-props",
+                     f"bootstrap.servers={BROKERS}", "acks=all", "enable.idempotence=true",
+                     "linger.ms=5").stdout
+    last = [line for line in out.splitlines() if "records sent" in line][-1]
+    return float(re.search(r"([\d.]+) records/sec", last).group(1))
+
+
+def main():
+    log_dir = tempfile.mkdtemp(prefix="conveyor-bench-")
+    tag = "bench" + uuid.uuid4().hex[:6]
+    env = {"TOPIC_PREFIX": tag + ".", "INVENTORY_SEED": "false", "LOG_LEVEL": "warn"}
+    system = System(tag, log_dir, {s: env for s in ("order", "inventory", "shipping", "audit")})
+    system.prefix = tag + "."
+    system.start()
+    try:
+        system.set_stock("BENCH-1", 1_000_000_000)
+        print(f"Conveyor benchmark ({os.cpu_count()} cores; wrk and pgbench {DURATION} s each)")
+        print("machine ceilings, measured now:")
+        http_rps, http_p50, _ = wrk(system.order.url + "/healthz")
+        print(f"  HTTP, trivial handler (GET /healthz, 32 connections): {http_rps:,.0f} req/s,"
+              f" p50 {http_p50:.2f} ms")
+        pg_tps = pgbench_order_tx(system.dbs["order"])
+        if pg_tps:
+            print(f"  PostgreSQL, pgbench of the order transaction (8 clients): {pg_tps:,.0f} tx/s")
+        kafka_rps = kafka_producer_ceiling()
+        print(f"  Kafka, producer-perf-test (300 B, acks=all, idempotent): {kafka_rps:,.0f} rec/s")
+
+        print("conveyor:")
+        lua = os.path.join(HERE, "post_order.lua")
+        post_rps, post_p50, bad = wrk(system.order.url + "/orders", lua)
+        ratio = f", {post_rps / pg_tps:.0%} of the pgbench ceiling" if pg_tps else ""
+        print(f"  POST /orders (32 connections): {post_rps:,.0f} req/s, p50 {post_p50:.2f} ms,"
+              f" {bad} non-2xx; {post_rps / http_rps:.0%} of the HTTP ceiling{ratio}")
+        # Let the saga of those orders drain before timing sagas.
+        drain_start = time.monotonic()
+        while int(psql(system.dbs["order"],
+                       "SELECT count(*) FROM orders WHERE status = 'PENDING'")[0][0]) > 0:
+            if time.monotonic() - drain_start > 300:
+                break
+            time.sleep(1)
+        placed = int(psql(system.dbs["order"], "SELECT count(*) FROM orders")[0][0])
+        print(f"  backlog of {placed:,} orders through the saga in"
+              f" {time.monotonic() - drain_start:.1f} s after the load stopped")
+
+        latencies = []
+        for i in range(SAGA_SEQUENTIAL):
+            start = time.monotonic()
+            order = system.place([{"sku": "BENCH-1", "quantity": 1}], customer=f"lat-{i}")
+            system.wait_status(order["id"], "SHIPMENT_SCHEDULED")
+            latencies.append((time.monotonic() - start) * 1000)
+        print(f"  saga latency, POST to SHIPMENT_SCHEDULED ({SAGA_SEQUENTIAL} orders one at a"
+              f" time): p50 {percentile(latencies, 50):.0f} ms, p90"
+              f" {percentile(latencies, 90):.0f} ms, p99 {percentile(latencies, 99):.0f} ms,"
+              f" mean {statistics.mean(latencies):.0f} ms")
+
+        start = time.monotonic()
+
+        def place(i):
+            return system.place([{"sku": "BENCH-1", "quantity": 1}], customer=f"sus-{i}")["id"]
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(place, range(SUSTAINED)))
+        accepted = time.monotonic() - start
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda oid: system.wait_status(oid, "SHIPMENT_SCHEDULED", 300), ids))
+        done = time.monotonic() - start
+        print(f"  sustained: {SUSTAINED} orders from 16 clients accepted in {accepted:.1f} s"
+              f" ({SUSTAINED / accepted:,.0f}/s), all SHIPMENT_SCHEDULED after {done:.1f} s"
+              f" ({SUSTAINED / done:,.0f} sagas/s)")
+        rss = []
+        for name, svc in system.services.items():
+            with open(f"/proc/{svc.proc.pid}/status") as f:
+                kb = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+            rss.append(f"{name} {kb / 1024:.0f} MiB")
+        print("  resident memory after the run: " + ", ".join(rss))
+    finally:
+        system.stop()
+        system.drop()
+
+
+if __name__ == "__main__":
+    main()
