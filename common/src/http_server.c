@@ -34,6 +34,7 @@ struct cv_http_server {
     struct cv_gauge *in_flight_gauge;
     void *app;
     cv_http_ready_fn ready;
+    cv_http_handler before, after; /* around app handlers, may be NULL */
     size_t max_body;
     unsigned grace_s;
     int port;
@@ -294,7 +295,11 @@ static void dispatch(struct cv_http_server *srv, struct cv_http_request *req)
         cv_http_reply_problem(&req->resp, 404, NULL, "no such resource", NULL);
         return;
     }
+    if (!r->builtin && srv->before)
+        srv->before(req, &req->resp, srv->app);
     r->handler(req, &req->resp, r->builtin ? (void *)srv : srv->app);
+    if (!r->builtin && srv->after)
+        srv->after(req, &req->resp, srv->app);
     if (req->resp.status == 0) {
         cv_log_error("http: the handler of %s %s set no status", r->method, r->pattern);
         cv_http_response_release(&req->resp);
@@ -478,6 +483,8 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
     srv->ready = ready;
     srv->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : DEFAULT_MAX_BODY_BYTES;
     srv->grace_s = cfg->shutdown_grace_s ? cfg->shutdown_grace_s : DEFAULT_SHUTDOWN_GRACE_S;
+    srv->before = cfg->before;
+    srv->after = cfg->after;
     atomic_init(&srv->draining, 0);
     atomic_init(&srv->in_flight, 0);
     for (size_t i = 0; i < NBUILTIN + nroutes; i++) {

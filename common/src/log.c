@@ -14,6 +14,7 @@ enum cv_log_level cv_log_min_level = CV_LOG_INFO;
 static char log_service[64] = "conveyor";
 static _Thread_local char ctx_order_id[64];
 static _Thread_local char ctx_event_id[64];
+static _Thread_local char ctx_trace_id[40];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -38,6 +39,11 @@ void cv_log_set_context(const char *order_id, const char *event_id)
 {
     snprintf(ctx_order_id, sizeof(ctx_order_id), "%s", order_id ? order_id : "");
     snprintf(ctx_event_id, sizeof(ctx_event_id), "%s", event_id ? event_id : "");
+}
+
+void cv_log_set_trace(const char *trace_id)
+{
+    snprintf(ctx_trace_id, sizeof(ctx_trace_id), "%s", trace_id ? trace_id : "");
 }
 
 /* Appends src to buf as the inside of a JSON string, escaping what JSON requires. */
@@ -98,6 +104,10 @@ void cv_log_write(enum cv_log_level level, const char *fmt, ...)
     if (ctx_event_id[0]) {
         pos = append_raw(line, pos, cap, "\",\"event_id\":\"");
         pos = append_escaped(line, pos, cap, ctx_event_id);
+    }
+    if (ctx_trace_id[0]) {
+        pos = append_raw(line, pos, cap, "\",\"trace_id\":\"");
+        pos = append_escaped(line, pos, cap, ctx_trace_id);
     }
     pos = append_raw(line, pos, cap, "\",\"msg\":\"");
     pos = append_escaped(line, pos, cap, msg);

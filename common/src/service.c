@@ -10,6 +10,7 @@
 
 #include "cv/avro.h"
 #include "cv/log.h"
+#include "cv/trace.h"
 #include "cv/util.h"
 #include "service_int.h"
 
@@ -228,6 +229,27 @@ static int setup_kafka(struct cv_service *svc)
     return 0;
 }
 
+/* Each request works for the trace its traceparent names (a new one without it); the reply
+ * carries the context so that callers can follow the order's events. */
+static void http_before(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    struct cv_trace parent, t;
+    if (cv_trace_parse(cv_http_header(req, "traceparent"), &parent) == 0)
+        cv_trace_child(&parent, &t);
+    else
+        cv_trace_new(&t);
+    cv_trace_set_current(&t);
+    char header[CV_TRACEPARENT_LEN + 1];
+    cv_trace_format(&t, header);
+    cv_http_reply_header(resp, "traceparent", header);
+}
+
+static void http_after(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
+    cv_trace_set_current(NULL);
+    cv_log_set_context(NULL, NULL);
+}
+
 static int setup_http(struct cv_service *svc)
 {
     struct cv_http_config hc = {
@@ -237,6 +259,8 @@ static int setup_http(struct cv_service *svc)
         .connection_limit = (unsigned)cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS"),
         .connection_timeout_s = 60,
         .max_body_bytes = (size_t)cv_config_int(svc->cfg, "HTTP_MAX_BODY_BYTES"),
+        .before = http_before,
+        .after = http_after,
     };
     char errstr[512];
     svc->http = cv_http_server_new(&hc, svc->def->routes, svc->def->nroutes, svc, service_ready,

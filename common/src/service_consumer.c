@@ -11,6 +11,7 @@
 #include "cv/dedup.h"
 #include "cv/log.h"
 #include "cv/metrics.h"
+#include "cv/trace.h"
 #include "cv/util.h"
 #include "service_int.h"
 
@@ -84,6 +85,24 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
     if (cv_db_exec(conn, "SAVEPOINT record", 0, NULL, err) < 0)
         return CV_RETRY;
     cv_log_set_context(NULL, ev->event_id);
+    /* Work caused by this record continues its trace (or starts one). */
+    struct cv_trace parent, trace;
+    const void *tp;
+    size_t tp_len;
+    rd_kafka_headers_t *hdrs = NULL;
+    char tp_text[CV_TRACEPARENT_LEN + 1] = "";
+    if (rd_kafka_message_headers(ev->msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "traceparent", &tp, &tp_len) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        tp && tp_len == CV_TRACEPARENT_LEN) {
+        memcpy(tp_text, tp, tp_len);
+        tp_text[tp_len] = '\0';
+    }
+    if (cv_trace_parse(tp_text, &parent) == 0)
+        cv_trace_child(&parent, &trace);
+    else
+        cv_trace_new(&trace);
+    cv_trace_set_current(&trace);
 
     enum cv_handler_result result;
     if (!ev->data && !svc->def->raw) {
@@ -130,6 +149,7 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         result = CV_RETRY;
     }
     cv_log_set_context(NULL, NULL);
+    cv_trace_set_current(NULL);
     return result;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cv/avro.h"
 #include "cv/log.h"
+#include "cv/trace.h"
 #include "cv/util.h"
 #include "service_int.h"
 
@@ -45,6 +46,15 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
     }
     json_decref(event);
 
+    /* The event continues the trace of the work that emits it, as a span of its own. */
+    struct cv_trace span;
+    const struct cv_trace *trace = cv_trace_current();
+    if (trace)
+        cv_trace_child(trace, &span);
+    else
+        cv_trace_new(&span);
+    char traceparent[CV_TRACEPARENT_LEN + 1];
+    cv_trace_format(&span, traceparent);
     char ce_type[96], ce_time[25];
     snprintf(ce_type, sizeof(ce_type), "%s", cv_avro_schema_full_name(schema));
     cv_format_time(now, ce_time);
@@ -55,6 +65,7 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
         {"ce_source", svc->source, strlen(svc->source)},
         {"ce_time", ce_time, strlen(ce_time)},
         {"content-type", "application/avro", 16},
+        {"traceparent", traceparent, CV_TRACEPARENT_LEN},
     };
     int rc = cv_outbox_add(conn, svc->topic, key, key ? strlen(key) : 0, value, value_len,
                            headers, sizeof(headers) / sizeof(headers[0]), err);

@@ -63,3 +63,28 @@ def test_console_consumer_reads_topics(system):
     groups = kafka_tool("consumer-groups", "--bootstrap-server", BROKERS, "--list").stdout
     for service in ("order", "inventory", "shipping", "audit"):
         assert system.prefix + service in groups.split()
+
+
+def test_trace_context_follows_the_order(system):
+    """The W3C traceparent of the request is carried into every event of the order's saga,
+    each hop a span of the same trace."""
+    system.set_stock("WIRE-3", 5)
+    trace_id = uuid.uuid4().hex
+    r = system.order.post("/orders", {"customer_id": "tracer", "items": [
+        {"sku": "WIRE-3", "quantity": 1}]},
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert r.status == 201
+    assert r.headers["traceparent"].split("-")[1] == trace_id
+    oid = r.json()["id"]
+    system.wait_status(oid, "SHIPMENT_SCHEDULED")
+    events = wait_until(lambda: (lambda evs: evs if len(evs) >= 3 else None)(
+        system.audit_events(order_id=oid)), 20, 0.3, "the saga's events in audit")
+    spans = set()
+    for e in events:
+        version, tid, span, flags = e["headers"]["traceparent"].split("-")
+        assert (version, tid, flags) == ("00", trace_id, "01"), e["type"]
+        spans.add(span)
+    assert len(spans) == len(events) and "00f067aa0ba902b7" not in spans
+    # Without a traceparent, a new trace starts.
+    r = system.order.get(f"/orders/{oid}")
+    assert r.headers["traceparent"].split("-")[1] != trace_id

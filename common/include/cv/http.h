@@ -35,6 +35,10 @@ struct cv_http_config {
     unsigned connection_limit;     /* open connections across all threads (default 256) */
     unsigned connection_timeout_s; /* connections idle this long are closed (default 60) */
     size_t max_body_bytes;         /* request bodies beyond get 413 (default 1 MiB) */
+    /* Optional, run around every app route's handler on its thread (not the built-ins): set up
+     * and clear per-request context such as the trace; before may add response headers. */
+    cv_http_handler before;
+    cv_http_handler after;
     unsigned shutdown_grace_s;     /* cv_http_server_destroy waits this long for in-flight
                                       requests (default 35: a 30 s long poll plus margin) */
 };

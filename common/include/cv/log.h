@@ -17,6 +17,9 @@ int cv_log_level_parse(const char *text, enum cv_log_level *out);
 /* Ids attached to every line this thread logs until cleared with NULLs. The strings are copied. */
 void cv_log_set_context(const char *order_id, const char *event_id);
 
+/* The W3C trace id put on every line this thread logs until cleared with NULL (copied). */
+void cv_log_set_trace(const char *trace_id);
+
 void cv_log_write(enum cv_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
