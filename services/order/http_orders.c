@@ -291,11 +291,6 @@ void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, 
         json_decref(wait_for);
         return;
     }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn) {
-        json_decref(wait_for);
-        return;
-    }
     int64_t deadline = cv_monotonic_ms() + timeout_ms;
     int delay = 10;
     struct cv_db_err err;
@@ -303,9 +298,15 @@ void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, 
     json_t *order;
     /* Long poll: re-read until the order reaches one of the statuses or the time is up. The
      * status changes in another process (any replica's consumer), so the database is the
-     * place to look. */
+     * place to look. The connection goes back to the pool between reads. */
     for (;;) {
+        PGconn *conn = cv_service_db_acquire(svc, resp);
+        if (!conn) {
+            json_decref(wait_for);
+            return;
+        }
         order = order_store_get(conn, id, &found, &err);
+        cv_service_db_release(svc, conn);
         if (!order || !wait_for || status_in(order, wait_for) ||
             cv_monotonic_ms() >= deadline || cv_service_stopping(svc))
             break;
@@ -319,7 +320,6 @@ void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, 
         cv_http_reply_problem(resp, 404, "Not Found", "no such order", "id");
     else
         cv_http_reply_json(resp, 200, order);
-    cv_service_db_release(svc, conn);
     json_decref(wait_for);
 }
 

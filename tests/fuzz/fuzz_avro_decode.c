@@ -1,0 +1,117 @@
+/* libFuzzer harness: the Avro decoder on arbitrary bytes, as a Kafka record's value reaches it.
+ * Both framings (single-object, Confluent with ids 1..N given to the catalogue), a stream of
+ * values end to end, bare bodies, explicit readers (schema resolution), and a re-encode of
+ * every value decoded. The catalogue holds the event schemas plus tests/fuzz/schemas/ (every
+ * Avro kind, and a reader that promotes, renames, drops and adds fields). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cv/avro.h"
+#include "cv/embed.h"
+
+/* tests/fuzz/schemas/ *.avsc, embedded by tests/fuzz/run.sh. */
+extern const struct cv_embedded_file cv_fuzz_schemas[];
+extern const size_t cv_fuzz_schemas_count;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void die(const char *what, const char *errstr)
+{
+    fprintf(stderr, "fuzz_avro_decode: %s: %s\n", what, errstr);
+    abort();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    char errstr[512];
+
+    if (cv_avro_catalog_load(errstr, sizeof(errstr)) != 0)
+        die("catalogue", errstr);
+    for (size_t i = 0; i < cv_fuzz_schemas_count; i++) {
+        struct cv_schema *s = cv_avro_schema_new(cv_fuzz_schemas[i].data, errstr, sizeof(errstr));
+        if (s == NULL || cv_avro_catalog_add(s, errstr, sizeof(errstr)) != 0)
+            die(cv_fuzz_schemas[i].path, errstr);
+    }
+    /* Confluent framing: schema id i + 1 is the i-th catalogue schema (tests/fuzz/seeds.py). */
+    for (size_t i = 0; i < cv_avro_catalog_count(); i++)
+        cv_avro_schema_set_id(cv_avro_catalog_get(i), (uint32_t)i + 1);
+    return 0;
+}
+
+/* A value decoded as reader must encode with reader and decode back to the same JSON. The
+ * encoder may refuse what the decoder accepts (the decoder does not check logical types, such
+ * as a uuid string that is no UUID): only a value it accepts is checked. */
+static void check_round_trip(const struct cv_schema *reader, const json_t *value)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    json_t *again = NULL;
+    const struct cv_schema *writer = NULL;
+    char errstr[512];
+
+    if (cv_avro_encode(reader, value, CV_AVRO_SINGLE_OBJECT, &buf, &len, errstr,
+                       sizeof(errstr)) != 0)
+        return;
+    if (cv_avro_decode(buf, len, reader, &again, &writer, errstr, sizeof(errstr)) != 0)
+        die("a value re-encoded does not decode", errstr);
+    if (!json_equal(value, again) ||
+        cv_avro_schema_fingerprint(writer) != cv_avro_schema_fingerprint(reader))
+        die("a value re-encoded decodes differently", cv_avro_schema_full_name(reader));
+    json_decref(again);
+    free(buf);
+}
+
+/* Decodes data exactly; on success checks the results and the round trip. */
+static void decode_exact(const uint8_t *data, size_t size, const struct cv_schema *reader)
+{
+    const struct cv_schema *writer = NULL;
+    json_t *out = NULL;
+    char errstr[512];
+
+    if (cv_avro_decode(data, size, reader, &out, &writer, errstr, sizeof(errstr)) != 0) {
+        if (out != NULL || writer != NULL || errstr[0] == '\0')
+            die("failed decode left results or no message", errstr);
+        return;
+    }
+    if (!json_is_object(out) || writer == NULL)
+        die("decode succeeded without an object and a writer", "");
+    if (reader == NULL)
+        reader = cv_avro_schema_by_type(cv_avro_schema_full_name(writer));
+    check_round_trip(reader != NULL ? reader : writer, out);
+    json_decref(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t count = cv_avro_catalog_count(), off = 0;
+    char errstr[512];
+    json_t *out = NULL;
+
+    decode_exact(data, size, NULL);
+
+    /* Values end to end, as `kcat -f '%s'` prints them. */
+    while (off < size) {
+        size_t used = 0;
+        if (cv_avro_decode_next(data + off, size - off, &used, NULL, &out, NULL, errstr,
+                                sizeof(errstr)) != 0)
+            break;
+        if (used == 0 || used > size - off)
+            die("decode_next consumed a wrong length", "");
+        json_decref(out);
+        off += used;
+    }
+
+    if (size == 0)
+        return 0;
+    /* An explicit reader, often of another type: resolution and its refusals. */
+    decode_exact(data, size, cv_avro_catalog_get(data[size - 1] % count));
+
+    /* A bare body for the writer the first byte names, read as the current version. */
+    if (cv_avro_decode_body(cv_avro_catalog_get(data[0] % count), data + 1, size - 1, NULL, &out,
+                            errstr, sizeof(errstr)) == 0)
+        json_decref(out);
+    return 0;
+}
