@@ -30,14 +30,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     if (cv_avro_catalog_load(errstr, sizeof(errstr)) != 0)
         die("catalogue", errstr);
-    for (size_t i = 0; i < cv_fuzz_schemas_count; i++) {
-        struct cv_schema *s = cv_avro_schema_new(cv_fuzz_schemas[i].data, errstr, sizeof(errstr));
-        if (s == NULL || cv_avro_catalog_add(s, errstr, sizeof(errstr)) != 0)
-            die(cv_fuzz_schemas[i].path, errstr);
-    }
-    /* Confluent framing: schema id i + 1 is the i-th catalogue schema (tests/fuzz/seeds.py). */
+    /* Confluent framing (tests/fuzz/seeds.py relies on these): schema id i + 1 is the i-th
+     * schema of the catalogue as loaded, id 1001 + k the k-th file of tests/fuzz/schemas/. */
     for (size_t i = 0; i < cv_avro_catalog_count(); i++)
         cv_avro_schema_set_id(cv_avro_catalog_get(i), (uint32_t)i + 1);
+    for (size_t k = 0; k < cv_fuzz_schemas_count; k++) {
+        struct cv_schema *s = cv_avro_schema_new(cv_fuzz_schemas[k].data, errstr, sizeof(errstr));
+        if (s == NULL)
+            die(cv_fuzz_schemas[k].path, errstr);
+        cv_avro_schema_set_id(s, (uint32_t)k + 1001);
+        if (cv_avro_catalog_add(s, errstr, sizeof(errstr)) != 0)
+            die(cv_fuzz_schemas[k].path, errstr);
+    }
     return 0;
 }
 
