@@ -189,7 +189,7 @@ static int setup_database(struct cv_service *svc)
     return rc;
 }
 
-static int setup_kafka(struct cv_service *svc)
+static int setup_producer(struct cv_service *svc)
 {
     char errstr[512];
     char client_id[128];
@@ -200,6 +200,15 @@ static int setup_kafka(struct cv_service *svc)
         cv_log_error("kafka producer: %s", errstr);
         return -1;
     }
+    return 0;
+}
+
+/* Runs after the HTTP server is up, so that a service started while the broker is away still
+ * answers (/healthz, /readyz with the reason, and requests that only need the database: an
+ * order placed now waits in the outbox). */
+static int setup_kafka(struct cv_service *svc)
+{
+    char errstr[512];
     if (cv_config_bool(svc->cfg, "KAFKA_CREATE_TOPICS")) {
         const char *topics[3] = {svc->dlq_topic, svc->topic[0] ? svc->topic : NULL, NULL};
         /* Brokers may come up after us: keep trying, the relay waits meanwhile anyway. */
@@ -366,7 +375,8 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         cv_log_error("schemas: %s", errstr);
         goto out;
     }
-    if (setup_database(svc) < 0 || setup_kafka(svc) < 0 || setup_http(svc) < 0)
+    if (setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_http(svc) < 0 ||
+        setup_kafka(svc) < 0)
         goto out;
     cv_log_info("started");
     while (!got_signal)

@@ -161,6 +161,13 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
     if (!conn)
         return -1;
     int rc = cv_db_begin(conn, err);
+    if (rc == 0 && svc->def->on_batch) {
+        const struct cv_event **evs = calloc(n, sizeof(*evs));
+        for (size_t i = 0; i < n; i++)
+            evs[i] = &batch[i].ev;
+        rc = svc->def->on_batch(svc, conn, evs, n, err);
+        free(evs);
+    }
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (apply_record(svc, conn, &batch[i], err) != CV_HANDLED)
             rc = -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cv/log.h"
+#include "cv/util.h"
 #include "inventory.h"
 
 /* Sums the order's items per SKU, sorted by SKU: [{"sku", "quantity"}]. */
@@ -240,6 +241,46 @@ static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const char *o
 out:
     json_decref(items);
     return result;
+}
+
+int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,
+                       size_t n, struct cv_db_err *err)
+{
+    /* Every SKU the batch may touch: those of placed orders, and those reserved for the
+     * orders it cancels or ships. Locked here in SKU order, once, for the whole batch. */
+    json_t *skus = json_array(), *orders = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const json_t *data = events[i]->data;
+        const char *order_id = json_string_value(json_object_get(data, "order_id"));
+        if (order_id && cv_uuid_valid(order_id))
+            json_array_append_new(orders, json_string(order_id));
+        size_t k;
+        json_t *item;
+        json_array_foreach(json_object_get(data, "items"), k, item)
+        {
+            const char *sku = json_string_value(json_object_get(item, "sku"));
+            if (sku)
+                json_array_append_new(skus, json_string(sku));
+        }
+    }
+    int rc = 0;
+    if (json_array_size(skus) || json_array_size(orders)) {
+        /* Postgres array literals from JSON arrays of strings. */
+        char *sku_json = json_dumps(skus, JSON_COMPACT), *order_json = json_dumps(orders, JSON_COMPACT);
+        const char *params[] = {sku_json, order_json};
+        rc = cv_db_exec(conn,
+                        "SELECT sku FROM stock WHERE sku IN ("
+                        " SELECT jsonb_array_elements_text($1::jsonb)"
+                        " UNION SELECT jsonb_array_elements(items)->>'sku' FROM reservations"
+                        "  WHERE order_id IN (SELECT jsonb_array_elements_text($2::jsonb)::uuid))"
+                        " ORDER BY sku FOR UPDATE",
+                        2, params, err);
+        free(sku_json);
+        free(order_json);
+    }
+    json_decref(skus);
+    json_decref(orders);
+    return rc;
 }
 
 enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,

@@ -17,6 +17,10 @@ enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,
                                           const struct cv_event *ev, char *reason,
                                           size_t reason_size);
 
+/* Locks the stock rows a batch will touch, in SKU order (events.c). */
+int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,
+                       size_t n, struct cv_db_err *err);
+
 /* Sets the available stock of sku (creating it; name NULL keeps the current one, or the sku for a
  * new one) and emits StockAdjusted, in the caller's transaction. Returns 0 or -1 with err
  * (stock.c). */

@@ -33,6 +33,7 @@ static const struct cv_service_def inventory_service = {
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .on_event = inventory_on_event,
+    .on_batch = inventory_on_batch,
     .init = inventory_init,
 };
 

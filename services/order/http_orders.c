@@ -142,10 +142,12 @@ static int replay_idempotent(PGconn *conn, const char *key, const json_t *reques
     return 1;
 }
 
-/* Inserts the order, its idempotency key and its OrderPlaced event in one transaction.
- * Returns 0, or -1 with err (sqlstate 23505 when the key was taken meanwhile). */
-static int insert_order(struct cv_service *svc, PGconn *conn, const char *id, const json_t *req,
-                        long total, const char *idem_key, struct cv_db_err *err)
+/* Inserts the order, its idempotency key and its OrderPlaced event in one transaction, and
+ * returns the order as it was committed (PENDING: read inside the transaction, before the saga
+ * can move it on). NULL with err (sqlstate 23505 when the key was taken meanwhile). */
+static json_t *insert_order(struct cv_service *svc, PGconn *conn, const char *id,
+                            const json_t *req, long total, const char *idem_key,
+                            struct cv_db_err *err)
 {
     char *items = json_dumps(json_object_get(req, "items"), JSON_COMPACT);
     json_t *addr = json_object_get(req, "shipping_address");
@@ -173,15 +175,18 @@ static int insert_order(struct cv_service *svc, PGconn *conn, const char *id, co
                         3, key_params, err);
     if (rc == 0)
         rc = cv_service_emit(svc, conn, "OrderPlaced", id, event, id, NULL, NULL, err);
-    if (rc == 0)
-        rc = cv_db_commit(conn, err);
-    if (rc < 0)
+    int found;
+    json_t *order = rc == 0 ? order_store_get(conn, id, &found, err) : NULL;
+    if (!order || cv_db_commit(conn, err) < 0) {
         cv_db_rollback(conn);
+        json_decref(order);
+        order = NULL;
+    }
     json_decref(event);
     free(items);
     free(address);
     free(request);
-    return rc;
+    return order;
 }
 
 void order_http_create(struct cv_http_request *req, struct cv_http_response *resp, void *app)
@@ -216,17 +221,12 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
     cv_uuid_v4(id);
     cv_log_set_context(id, NULL);
     struct cv_db_err err;
-    if (insert_order(svc, conn, id, request, total, idem_key, &err) < 0) {
+    json_t *order = insert_order(svc, conn, id, request, total, idem_key, &err);
+    if (!order) {
         /* The same key in a concurrent request won the race: answer as a replay. */
         if (idem_key && strcmp(err.sqlstate, "23505") == 0 &&
             replay_idempotent(conn, idem_key, request, resp) != 0)
             goto out;
-        cv_service_reply_db_error(resp, &err);
-        goto out;
-    }
-    int found;
-    json_t *order = order_store_get(conn, id, &found, &err);
-    if (!order) {
         cv_service_reply_db_error(resp, &err);
         goto out;
     }

@@ -2,7 +2,7 @@
 (retries on a dead connection, the same Idempotency-Key for the same logical order, another
 replica when one is gone), the broker switch, and a log of what happened when."""
 
-import http.client
+import http.client as httplib
 import subprocess
 import threading
 import time
@@ -24,7 +24,7 @@ FORWARD = {
 }
 
 # What a client sees when the process it talks to is killed: refused, reset, cut short.
-CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+CONNECTION_ERRORS = (OSError, httplib.HTTPException)
 
 
 def broker(verb):
@@ -55,8 +55,7 @@ class Client:
     urls() gives the base URLs to try (the live replicas), rotated on every failure. Returns
     (response, failed attempts)."""
 
-    def __init__(self, journal, timeout=120.0):
-        self.journal = journal
+    def __init__(self, timeout=120.0):
         self.timeout = timeout
         self.lock = threading.Lock()
         self.server_errors = []  # (what, status, body) of every 5xx seen

@@ -58,6 +58,12 @@ struct cv_service_def {
     /* raw: every record reaches on_event, undecodable ones too (data NULL), and the runtime
      * does not claim event ids (the audit service keeps its own record of what it stored). */
     int raw;
+    /* Optional: called first in each batch's transaction with all its events (data NULL for
+     * undecodable ones), e.g. to lock the rows the batch will touch in one global order so that
+     * replicas applying batches side by side cannot deadlock. 0, or -1 with err (the batch is
+     * then retried if err is transient). */
+    int (*on_batch)(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,
+                    size_t n, struct cv_db_err *err);
     /* Optional: called once after migrations, with a connection (seed data and so on). */
     int (*init)(struct cv_service *svc, PGconn *conn);
     void *app; /* the service's own state, for its handlers */
