@@ -5,6 +5,7 @@
 #   make up / down  run the whole system natively / stop it
 #   make lint       clang-tidy and cppcheck
 #   make bench      benchmarks that print figures
+#   make fuzz       coverage-guided fuzzing of the input parsers (FUZZ_SECONDS per harness)
 
 CC ?= cc
 BUILD ?= build
@@ -34,7 +35,7 @@ INT_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,\
 SVC_TESTS := $(patsubst tests/services/%.c,$(BUILD)/tests/services/%,\
 	$(wildcard tests/services/*/test_*.c))
 
-.PHONY: all tests test asan lint bench up down clean deps
+.PHONY: all tests test asan lint bench fuzz up down clean deps
 .SUFFIXES:
 
 all: $(LIB) $(BINS)
@@ -121,6 +122,9 @@ bench: deps
 	$(MAKE) all
 	BUILD=$(BUILD) tests/bench/run.sh
 
+fuzz: deps
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 up: deps
 	$(MAKE) all
 	BUILD=$(BUILD) deploy/local/up.sh
@@ -129,4 +133,4 @@ down:
 	deploy/local/down.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -68,30 +68,57 @@ void cv_format_time(int64_t ms, char out[25])
     snprintf(out, 25, "%.19s.%03dZ", date, millis);
 }
 
+/* 1 if p[0..n) are all decimal digits (stops at a NUL, which is not a digit). */
+static int digits(const char *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isdigit((unsigned char)p[i]))
+            return 0;
+    return 1;
+}
+
+static int two(const char *p)
+{
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
 int cv_parse_time(const char *text, int64_t *ms)
 {
+    /* Exactly YYYY-MM-DDTHH:MM:SS, checked character by character: every test stops at the
+     * terminating NUL, so nothing past it is read. */
+    const char *p = text;
+    if (!digits(p, 4) || p[4] != '-' || !digits(p + 5, 2) || p[7] != '-' || !digits(p + 8, 2) ||
+        (p[10] != 'T' && p[10] != 't') || !digits(p + 11, 2) || p[13] != ':' ||
+        !digits(p + 14, 2) || p[16] != ':' || !digits(p + 17, 2))
+        return -1;
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
-    const char *p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!p)
-        return -1;
+    tm.tm_year = (p[0] - '0') * 1000 + (p[1] - '0') * 100 + two(p + 2) - 1900;
+    tm.tm_mon = two(p + 5) - 1;
+    tm.tm_mday = two(p + 8);
+    tm.tm_hour = two(p + 11);
+    tm.tm_min = two(p + 14);
+    tm.tm_sec = two(p + 17);
+    p += 19;
     int64_t frac = 0;
     if (*p == '.') {
-        int digits = 0;
-        for (p++; isdigit((unsigned char)*p); p++, digits++)
-            if (digits < 3)
+        int n = 0;
+        for (p++; isdigit((unsigned char)*p); p++, n++)
+            if (n < 3)
                 frac = frac * 10 + (*p - '0');
-        if (digits == 0)
+        if (n == 0)
             return -1;
-        for (; digits < 3; digits++)
+        for (; n < 3; n++)
             frac *= 10;
     }
     long offset = 0;
     if (*p == 'Z' || *p == 'z') {
         p++;
     } else if (*p == '+' || *p == '-') {
-        int hh, mm;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+        if (!digits(p + 1, 2) || p[3] != ':' || !digits(p + 4, 2))
+            return -1;
+        int hh = two(p + 1), mm = two(p + 4);
+        if (hh > 23 || mm > 59)
             return -1;
         offset = (hh * 60L + mm) * 60L * (*p == '+' ? 1 : -1);
         p += 6;
@@ -100,7 +127,13 @@ int cv_parse_time(const char *text, int64_t *ms)
     }
     if (*p)
         return -1;
-    time_t secs = timegm(&tm);
+    /* Out-of-range fields (February 31st, hour 24) do not survive the round trip. */
+    struct tm check = tm;
+    time_t secs = timegm(&check);
+    if (check.tm_year != tm.tm_year || check.tm_mon != tm.tm_mon ||
+        check.tm_mday != tm.tm_mday || check.tm_hour != tm.tm_hour ||
+        check.tm_min != tm.tm_min || check.tm_sec != tm.tm_sec)
+        return -1;
     *ms = ((int64_t)secs - offset) * 1000 + frac;
     return 0;
 }

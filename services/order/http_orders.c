@@ -83,7 +83,7 @@ static json_t *validate_order(const json_t *body, long *total, struct cv_json_er
             char path[96];
             snprintf(path, sizeof(path), "shipping_address.%.64s", k);
             const char *s;
-            if (strlen(k) > 64 || strchr(k, '.') || strchr(k, '[')) {
+            if (strlen(k) < 1 || strlen(k) > 64 || strchr(k, '.') || strchr(k, '[')) {
                 cv_json_error_set(err, "shipping_address", "field names are 1 to 64 characters");
                 json_decref(norm_items);
                 return NULL;

@@ -43,6 +43,8 @@ BAD_BODIES = [
      "shipping_address"),
     ({"customer_id": "a", "items": [GOOD_ITEM], "shipping_address": {"zip": 1234}}, 400,
      "shipping_address.zip"),
+    ({"customer_id": "a", "items": [GOOD_ITEM], "shipping_address": {"": "x"}}, 400,
+     "shipping_address"),
 ]
 
 

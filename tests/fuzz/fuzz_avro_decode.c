@@ -56,8 +56,8 @@ static void check_round_trip(const struct cv_schema *reader, const json_t *value
     const struct cv_schema *writer = NULL;
     char errstr[512];
 
-    if (cv_avro_encode(reader, value, CV_AVRO_SINGLE_OBJECT, &buf, &len, errstr,
-                       sizeof(errstr)) != 0)
+    if (cv_avro_encode(reader, value, CV_AVRO_SINGLE_OBJECT, &buf, &len, errstr, sizeof(errstr)) !=
+        0)
         return;
     if (cv_avro_decode(buf, len, reader, &again, &writer, errstr, sizeof(errstr)) != 0)
         die("a value re-encoded does not decode", errstr);
@@ -88,13 +88,50 @@ static void decode_exact(const uint8_t *data, size_t size, const struct cv_schem
     json_decref(out);
 }
 
+/* The writer's schema named by the framing, or NULL (what decode_framed looks up). */
+static const struct cv_schema *framed_writer(const uint8_t *data, size_t size)
+{
+    uint64_t fp = 0;
+    uint32_t id = 0;
+
+    if (size >= CV_AVRO_SINGLE_OBJECT_HEADER && data[0] == 0xC3 && data[1] == 0x01) {
+        for (int i = 7; i >= 0; i--)
+            fp = (fp << 8) | data[2 + i];
+        return cv_avro_schema_by_fingerprint(fp);
+    }
+    if (size >= CV_AVRO_CONFLUENT_HEADER && data[0] == 0x00) {
+        for (int i = 1; i <= 4; i++)
+            id = (id << 8) | data[i];
+        return cv_avro_schema_by_id(id);
+    }
+    return NULL;
+}
+
+/* Reads data with every catalogue version of writer's type as the reader, then (for the
+ * refusals of incompatible pairs) with the schema at index pick. */
+static void decode_as_versions(const uint8_t *data, size_t size, const struct cv_schema *writer,
+                               size_t pick)
+{
+    size_t count = cv_avro_catalog_count();
+
+    for (size_t i = 0; writer != NULL && i < count; i++) {
+        const struct cv_schema *reader = cv_avro_catalog_get(i);
+        if (strcmp(cv_avro_schema_full_name(reader), cv_avro_schema_full_name(writer)) == 0)
+            decode_exact(data, size, reader);
+    }
+    decode_exact(data, size, cv_avro_catalog_get(pick % count));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t count = cv_avro_catalog_count(), off = 0;
+    size_t count = cv_avro_catalog_count(), off = 0, sum = 0;
     char errstr[512];
     json_t *out = NULL;
 
     decode_exact(data, size, NULL);
+    for (size_t i = 0; i < size; i++)
+        sum += data[i];
+    decode_as_versions(data, size, framed_writer(data, size), sum);
 
     /* Values end to end, as `kcat -f '%s'` prints them. */
     while (off < size) {
@@ -108,14 +145,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += used;
     }
 
-    if (size == 0)
-        return 0;
-    /* An explicit reader, often of another type: resolution and its refusals. */
-    decode_exact(data, size, cv_avro_catalog_get(data[size - 1] % count));
-
-    /* A bare body for the writer the first byte names, read as the current version. */
-    if (cv_avro_decode_body(cv_avro_catalog_get(data[0] % count), data + 1, size - 1, NULL, &out,
-                            errstr, sizeof(errstr)) == 0)
-        json_decref(out);
+    /* A bare body: the first byte picks the writer, read as every version of its type. */
+    if (size > 0) {
+        const struct cv_schema *writer = cv_avro_catalog_get(data[0] % count);
+        for (size_t i = 0; i < count; i++) {
+            const struct cv_schema *reader = cv_avro_catalog_get(i);
+            if (strcmp(cv_avro_schema_full_name(reader), cv_avro_schema_full_name(writer)) != 0)
+                continue;
+            if (cv_avro_decode_body(writer, data + 1, size - 1, reader, &out, errstr,
+                                    sizeof(errstr)) == 0)
+                json_decref(out);
+        }
+    }
     return 0;
 }

@@ -79,8 +79,8 @@ static void try_path(const json_t *root, const char *path, const json_t *v)
     rc = cv_json_get_array(root, path, smin, smax, required, &j, &err);
     if (rc < 0)
         check_error(&err);
-    if (rc == 1 && (j != v || !json_is_array(v) || json_array_size(v) < smin ||
-                    json_array_size(v) > smax))
+    if (rc == 1 &&
+        (j != v || !json_is_array(v) || json_array_size(v) < smin || json_array_size(v) > smax))
         die("cv_json_get_array accepted a wrong value");
     memset(&err, 0, sizeof(err));
     rc = cv_json_get_object(root, path, required, &j, &err);

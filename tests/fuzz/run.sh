@@ -30,7 +30,7 @@ fi
 read -r -a pkg_cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
 read -r -a pkg_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
 
-san=(-fsanitize=address,undefined -fno-sanitize-recover=all)
+san=("-fsanitize=address,undefined" -fno-sanitize-recover=all)
 cflags=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wmissing-prototypes -Wno-unused-parameter
     -g -O1 -pthread -fno-omit-frame-pointer "${san[@]}" -Icommon/include "-I$out/gen"
     "${pkg_cflags[@]}")
@@ -45,7 +45,12 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$cc ${cflags[*]}" ]]; then
     mkdir -p "$out/obj"
     printf '%s\n' "$cc ${cflags[*]}" >"$stamp"
 fi
-newest_header=$(ls -t common/include/cv/*.h common/src/*_int.h services/order/*.h | head -n 1)
+newest_header=$stamp
+for header in common/include/cv/*.h common/src/*_int.h services/order/*.h; do
+    if [[ $header -nt $newest_header ]]; then
+        newest_header=$header
+    fi
+done
 
 # embed.sh SYMBOL OUT FILE...: regenerates OUT only when its content changes.
 embed() {
@@ -141,11 +146,12 @@ for name in "${harnesses[@]}"; do
         -detect_leaks=1 -print_final_stats=1 -artifact_prefix="$crashes/" "${dict[@]}" \
         "${extra_args[@]}" "$corpus" >"$log" 2>&1 || rc=$?
 
+    # A crash on a seed leaves no statistics: the fields stay 0 then.
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     if [[ -z $execs ]]; then
-        execs=$(grep -o '^#[0-9]*' "$log" | tail -n 1 | tr -d '#')
+        execs=$({ grep -o '^#[0-9]*' "$log" || true; } | tail -n 1 | tr -d '#')
     fi
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+    cov=$({ grep -o 'cov: [0-9]*' "$log" || true; } | tail -n 1 | cut -d' ' -f2)
     inputs=$(find "$corpus" -type f | wc -l)
     found=$(find "$crashes" -type f | wc -l)
     if ((rc != 0 && found == 0)); then

@@ -8,7 +8,7 @@ packages=(
     librdkafka-dev libavro-dev libmicrohttpd-dev libjansson-dev libpq-dev check
     kcat postgresql-client maven default-jdk-headless wrk
     python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml
-    clang clang-tidy cppcheck shellcheck yamllint docker-compose
+    clang libclang-rt-14-dev clang-tidy cppcheck shellcheck yamllint docker-compose
 )
 
 missing=()

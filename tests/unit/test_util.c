@@ -60,6 +60,18 @@ START_TEST(test_parse_time)
     ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42.Z", &ms), -1);
     ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42Zjunk", &ms), -1);
     ck_assert_int_eq(cv_parse_time("yesterday", &ms), -1);
+    /* Found by fuzzing: a short offset made the parser read past the end of the text. */
+    ck_assert_int_eq(cv_parse_time("2026-01-31T12:00:00+1:2", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-01-31T12:00:00+", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-01-31T12:00:00+99:99", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-01-31T12:00:00+-1:-1", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-01-31T12:00:00+ 1: 2", &ms), -1);
+    /* Strict RFC 3339: zero-padded fields, real dates. */
+    ck_assert_int_eq(cv_parse_time("7-1-1T1:0:0Z", &ms), -1);
+    ck_assert_int_eq(cv_parse_time(" 2026-01-31T12:00:00Z", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-02-31T12:00:00Z", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2026-01-31T24:00:00Z", &ms), -1);
+    ck_assert_int_eq(cv_parse_time("2024-02-29T00:00:00Z", &ms), 0);
 }
 END_TEST
 
