@@ -44,3 +44,20 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
     PQclear(res);
     return json_pack("{s:o, s:o}", key, items, "next", next);
 }
+
+void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,
+                             const struct cv_db_err *err, const char *what, const char *field)
+{
+    if (found > 0 && body) {
+        cv_http_reply_json(resp, 200, body);
+        return;
+    }
+    json_decref(body);
+    if (found < 0) {
+        cv_service_reply_db_error(resp, err);
+        return;
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "no such %s", what);
+    cv_http_reply_problem(resp, 404, "Not Found", detail, field);
+}

@@ -82,10 +82,7 @@ void audit_http_list(struct cv_http_request *req, struct cv_http_response *resp,
         " ORDER BY occurred_at, seq LIMIT $8::int",
         8, params, limit, "events", &err);
     cv_service_db_release(svc, conn);
-    if (page)
-        cv_http_reply_json(resp, 200, page);
-    else
-        cv_service_reply_db_error(resp, &err);
+    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
 }
 
 void audit_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)

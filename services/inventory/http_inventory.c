@@ -32,10 +32,7 @@ void inventory_http_list(struct cv_http_request *req, struct cv_http_response *r
     struct cv_db_err err;
     json_t *page = inventory_page(conn, after, limit, &err);
     cv_service_db_release(svc, conn);
-    if (page)
-        cv_http_reply_json(resp, 200, page);
-    else
-        cv_service_reply_db_error(resp, &err);
+    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
 }
 
 void inventory_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
@@ -53,12 +50,7 @@ void inventory_http_get(struct cv_http_request *req, struct cv_http_response *re
     int found;
     json_t *item = inventory_get(conn, sku, &found, &err);
     cv_service_db_release(svc, conn);
-    if (found < 0)
-        cv_service_reply_db_error(resp, &err);
-    else if (!found)
-        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
-    else
-        cv_http_reply_json(resp, 200, item);
+    cv_service_reply_lookup(resp, item, found, &err, "SKU", "sku");
 }
 
 void inventory_http_put(struct cv_http_request *req, struct cv_http_response *resp, void *app)

@@ -314,12 +314,7 @@ void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, 
         cv_sleep_ms(delay, NULL);
         delay = delay < 200 ? delay * 2 : 200;
     }
-    if (found < 0)
-        cv_service_reply_db_error(resp, &err);
-    else if (!found)
-        cv_http_reply_problem(resp, 404, "Not Found", "no such order", "id");
-    else
-        cv_http_reply_json(resp, 200, order);
+    cv_service_reply_lookup(resp, order, found, &err, "order", "id");
     json_decref(wait_for);
 }
 
@@ -342,10 +337,7 @@ void order_http_list(struct cv_http_request *req, struct cv_http_response *resp,
     struct cv_db_err err;
     json_t *page = order_store_page(conn, status, customer, after, limit, &err);
     cv_service_db_release(svc, conn);
-    if (page)
-        cv_http_reply_json(resp, 200, page);
-    else
-        cv_service_reply_db_error(resp, &err);
+    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
 }
 
 void order_http_cancel(struct cv_http_request *req, struct cv_http_response *resp, void *app)

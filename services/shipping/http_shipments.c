@@ -30,10 +30,7 @@ void shipping_http_list(struct cv_http_request *req, struct cv_http_response *re
     struct cv_db_err err;
     json_t *page = shipment_page(conn, status, after, limit, &err);
     cv_service_db_release(svc, conn);
-    if (page)
-        cv_http_reply_json(resp, 200, page);
-    else
-        cv_service_reply_db_error(resp, &err);
+    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
 }
 
 void shipping_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
@@ -51,12 +48,7 @@ void shipping_http_get(struct cv_http_request *req, struct cv_http_response *res
     int found;
     json_t *s = shipment_get(conn, order_id, &found, &err);
     cv_service_db_release(svc, conn);
-    if (found < 0)
-        cv_service_reply_db_error(resp, &err);
-    else if (!found)
-        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
-    else
-        cv_http_reply_json(resp, 200, s);
+    cv_service_reply_lookup(resp, s, found, &err, "shipment", "order_id");
 }
 
 /* Moves a shipment from one status to the next and emits the event, in one transaction. */

@@ -108,6 +108,11 @@ int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *r
 json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
                         long limit, const char *key, struct cv_db_err *err);
 
+/* Replies to a lookup: 200 with body when found > 0, a 404 problem ("no such <what>", naming
+ * field) when found == 0, the database error err when found < 0. Takes ownership of body. */
+void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,
+                             const struct cv_db_err *err, const char *what, const char *field);
+
 /* Replies 503 (database unavailable) or 500 for a failed database call in an HTTP handler. */
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err);
 
