@@ -39,6 +39,17 @@ int cv_uuid_valid(const char *text)
     return 1;
 }
 
+int cv_sku_valid(const char *sku)
+{
+    size_t len = sku ? strlen(sku) : 0;
+    if (len < 1 || len > 64)
+        return 0;
+    for (const char *p = sku; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            return 0;
+    return 1;
+}
+
 int64_t cv_now_ms(void)
 {
     struct timespec ts;

@@ -1,23 +1,12 @@
 /* HTTP API of the inventory service: read stock, set the available stock of a SKU. */
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cv/json.h"
+#include "cv/util.h"
 #include "inventory.h"
 
 #define MAX_STOCK 1000000000L
-
-static int sku_valid(const char *sku)
-{
-    size_t len = sku ? strlen(sku) : 0;
-    if (len < 1 || len > 64)
-        return 0;
-    for (const char *p = sku; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
-            return 0;
-    return 1;
-}
 
 void inventory_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
@@ -39,7 +28,7 @@ void inventory_http_get(struct cv_http_request *req, struct cv_http_response *re
 {
     struct cv_service *svc = app;
     const char *sku = cv_http_path_param(req, "sku");
-    if (!sku_valid(sku)) {
+    if (!cv_sku_valid(sku)) {
         cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
         return;
     }
@@ -57,7 +46,7 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
 {
     struct cv_service *svc = app;
     const char *sku = cv_http_path_param(req, "sku");
-    if (!sku_valid(sku)) {
+    if (!cv_sku_valid(sku)) {
         cv_http_reply_problem(resp, 400, "Bad Request", "expected 1 to 64 of A-Z a-z 0-9 . _ -",
                               "sku");
         return;

@@ -1,5 +1,4 @@
 /* HTTP API of the order service: place, read, list and cancel orders. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +13,6 @@
 #define MAX_UNIT_PRICE 100000000L /* one million in cents */
 #define MAX_ADDRESS_FIELDS 20
 #define MAX_WAIT_MS 30000
-
-static int sku_valid(const char *sku)
-{
-    size_t len = strlen(sku);
-    if (len < 1 || len > 64)
-        return 0;
-    for (const char *p = sku; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
-            return 0;
-    return 1;
-}
 
 /* Validates a POST /orders body and builds the normalised request (defaults filled in), which
  * is what the order stores and what an Idempotency-Key is compared against. */
@@ -60,7 +48,7 @@ static json_t *validate_order(const json_t *body, long *total, struct cv_json_er
             json_decref(norm_items);
             return NULL;
         }
-        if (!sku_valid(sku)) {
+        if (!cv_sku_valid(sku)) {
             cv_json_error_set(err, sku_path, "expected 1 to 64 of A-Z a-z 0-9 . _ -");
             json_decref(norm_items);
             return NULL;

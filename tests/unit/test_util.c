@@ -30,6 +30,26 @@ START_TEST(test_uuid_valid_rejects)
 }
 END_TEST
 
+START_TEST(test_sku_format)
+{
+    ck_assert(cv_sku_valid("WIDGET-1"));
+    ck_assert(cv_sku_valid("a.b_c-9"));
+    char longest[65];
+    memset(longest, 'A', 64);
+    longest[64] = '\0';
+    ck_assert(cv_sku_valid(longest));
+    ck_assert(!cv_sku_valid(NULL));
+    ck_assert(!cv_sku_valid(""));
+    ck_assert(!cv_sku_valid("bad sku"));
+    ck_assert(!cv_sku_valid("slash/sku"));
+    ck_assert(!cv_sku_valid("\xc3\xa9t\xc3\xa9"));
+    char too_long[66];
+    memset(too_long, 'A', 65);
+    too_long[65] = '\0';
+    ck_assert(!cv_sku_valid(too_long));
+}
+END_TEST
+
 START_TEST(test_format_time)
 {
     char out[25];
@@ -102,6 +122,7 @@ static Suite *util_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_uuid_v4_form);
     tcase_add_test(tc, test_uuid_valid_rejects);
+    tcase_add_test(tc, test_sku_format);
     tcase_add_test(tc, test_format_time);
     tcase_add_test(tc, test_parse_time);
     tcase_add_test(tc, test_format_parse_round_trip);

@@ -1,4 +1,4 @@
-/* Small helpers used across the library and services: ids and clocks. */
+/* Small helpers used across the library and services: ids, clocks and the SKU format. */
 #ifndef CV_UTIL_H
 #define CV_UTIL_H
 
@@ -8,6 +8,10 @@
 void cv_uuid_v4(char out[37]);
 /* 1 if text is a UUID in canonical text form (any version, lower or upper case). */
 int cv_uuid_valid(const char *text);
+
+/* 1 if sku is a SKU as the APIs accept it: 1 to 64 of A-Z a-z 0-9 . _ - (the order and
+ * inventory services check the same format). */
+int cv_sku_valid(const char *sku);
 
 /* Milliseconds since the Unix epoch. */
 int64_t cv_now_ms(void);
