@@ -104,11 +104,6 @@ void cv_db_pool_destroy(struct cv_db_pool *pool)
     free(pool);
 }
 
-const char *cv_db_pool_conninfo(const struct cv_db_pool *pool)
-{
-    return pool->conninfo;
-}
-
 PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
 {
     pthread_mutex_lock(&pool->lock);

@@ -133,11 +133,6 @@ void cv_kafka_consumer_destroy(struct cv_kafka_consumer *c)
     free(c);
 }
 
-rd_kafka_t *cv_kafka_consumer_handle(struct cv_kafka_consumer *c)
-{
-    return c->rk;
-}
-
 size_t cv_kafka_consumer_poll(struct cv_kafka_consumer *c, rd_kafka_message_t **msgs, size_t max,
                               int timeout_ms)
 {

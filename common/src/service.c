@@ -63,19 +63,9 @@ static struct cv_config_var common_vars[] = {
 
 static volatile sig_atomic_t got_signal;
 
-const struct cv_service_def *cv_service_def(const struct cv_service *svc)
-{
-    return svc->def;
-}
-
 const struct cv_config *cv_service_config(const struct cv_service *svc)
 {
     return svc->cfg;
-}
-
-void *cv_service_app(const struct cv_service *svc)
-{
-    return svc->def->app;
 }
 
 int cv_service_stopping(const struct cv_service *svc)

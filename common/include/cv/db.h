@@ -30,7 +30,6 @@ void cv_db_pool_destroy(struct cv_db_pool *pool);
 PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err);
 /* Gives conn back. A connection left inside a transaction is rolled back first. */
 void cv_db_release(struct cv_db_pool *pool, PGconn *conn);
-const char *cv_db_pool_conninfo(const struct cv_db_pool *pool);
 
 /* Opens one connection outside any pool (the outbox relay's, a test's). NULL with err set. */
 PGconn *cv_db_connect(const char *conninfo, struct cv_db_err *err);

@@ -63,7 +63,6 @@ struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char 
                                                 size_t errstr_size);
 /* Commits stored offsets, leaves the group and destroys the consumer. */
 void cv_kafka_consumer_destroy(struct cv_kafka_consumer *c);
-rd_kafka_t *cv_kafka_consumer_handle(struct cv_kafka_consumer *c);
 
 /* Waits up to timeout_ms for the first message, then takes what is already there, up to max.
  * Returns how many messages were put in msgs (each to be freed with rd_kafka_message_destroy).

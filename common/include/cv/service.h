@@ -66,15 +66,12 @@ struct cv_service_def {
                     size_t n, struct cv_db_err *err);
     /* Optional: called once after migrations, with a connection (seed data and so on). */
     int (*init)(struct cv_service *svc, PGconn *conn);
-    void *app; /* the service's own state, for its handlers */
 };
 
 /* Runs the service until SIGTERM or SIGINT. Returns the process exit status. */
 int cv_service_main(const struct cv_service_def *def, int argc, char **argv);
 
-const struct cv_service_def *cv_service_def(const struct cv_service *svc);
 const struct cv_config *cv_service_config(const struct cv_service *svc);
-void *cv_service_app(const struct cv_service *svc);
 /* Nonzero once shutdown began (long polls end early). */
 int cv_service_stopping(const struct cv_service *svc);
 
