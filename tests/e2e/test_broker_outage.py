@@ -35,6 +35,10 @@ def test_orders_accepted_while_broker_down_all_complete(system):
     stock = system.stock("OUTAGE-1")
     assert stock["reserved"] == 41 and stock["available"] == 59
 
-    decisions = collections.Counter(
-        e["order_id"] for e in system.audit_events(type="StockReserved") if e["order_id"] in ids)
-    assert decisions == {oid: 1 for oid in ids}
+    # Audit records asynchronously: wait until it has a decision for every order, then check
+    # there is exactly one each.
+    def decisions():
+        return collections.Counter(e["order_id"] for e in system.audit_events(type="StockReserved")
+                                   if e["order_id"] in ids)
+    wait_until(lambda: set(decisions()) == set(ids), 60, 0.5, "audit to record the decisions")
+    assert decisions() == {oid: 1 for oid in ids}
