@@ -196,8 +196,10 @@ class Run:
     def cancel(self, o):
         r, failed = self.call("order", "POST", f"/orders/{o.id}/cancel", what=f"cancel #{o.i}")
         o.failed_cancel = failed > 0
-        if r.status == 200:
-            o.cancelled = True
+        if r.status == 202:  # requested; nothing of this order is dispatched: it must end
+            o.cancelled = True  # CANCELLED
+            if r.json()["status"] not in ("CANCELLING", "CANCELLED"):
+                self.problem(f"cancel #{o.i} {o.id}: 202 with {r.json()['status']}")
         elif r.status == 409:
             o.cancel_refused = True
         else:
@@ -570,8 +572,12 @@ def check_audit(run):
         kinds = per_order[o.id]
         want = {"OrderPlaced": 1, "ShipmentDispatched": int(o.dispatched),
                 "ShipmentDelivered": int(o.delivered)}
-        if o.cancelled:
-            want["OrderCancelled"] = 1
+        if o.cancelled:  # one request, one decision by shipping
+            want["OrderCancellationRequested"] = 1
+            want["ShipmentCancelled"] = 1
+            want["ShipmentCancellationRefused"] = 0
+        elif o.fate not in ("cancel-now", "cancel-later"):
+            want["OrderCancellationRequested"] = 0
         if max(kinds.values(), default=0) > 1 or any(kinds[k] != n for k, n in want.items()):
             problems.append(f"order #{o.i} {o.id} ({o.fate}): events {dict(kinds)}")
     return problems
