@@ -80,6 +80,9 @@ enum cv_handler_result order_on_event(struct cv_service *svc, PGconn *conn,
     const char *order_id = cv_event_order_id(ev, reason, reason_size);
     if (!order_id)
         return CV_REJECT;
+    if ((strcmp(ev->type, "StockReserved") == 0 || strcmp(ev->type, "ShipmentDispatched") == 0) &&
+        cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
+        return CV_REJECT;
     cv_log_set_context(order_id, ev->event_id);
     const char *why = json_string_value(json_object_get(ev->data, "reason"));
     if (answer && !why) {

@@ -123,6 +123,15 @@ def test_invalid_events_are_dead_lettered_not_applied(system):
         recs = wait_until(lambda: dead_letters(system, service, "forged-reserved"), 30, 0.5,
                           f"the forged StockReserved in {service}.dlq")
         assert "malformed order_id" in recs[0]["headers"]["dlq_reason"], recs[0]["headers"]
+    # A decision with a quantity no order can have: the order and shipping refuse it too.
+    zero_reserved = str(uuid.uuid4())
+    send(system, "inventory", "StockReserved",
+         {"metadata": metadata(zero_reserved, "inventory"), "order_id": zero_reserved,
+          "items": [{"sku": sku, "quantity": 0}]}, zero_reserved)
+    for service in ("order", "shipping"):
+        recs = wait_until(lambda: dead_letters(system, service, zero_reserved), 30, 0.5,
+                          f"the zero StockReserved in {service}.dlq")
+        assert "quantity must be" in recs[0]["headers"]["dlq_reason"], recs[0]["headers"]
     # Nothing was applied.
     assert system.stock(sku) == {"sku": sku, "name": sku, "available": 5, "reserved": 0,
                                  "shipped": 0}
