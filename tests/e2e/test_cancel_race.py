@@ -33,7 +33,10 @@ def test_cancel_racing_dispatch(system):
     # fired at the very same moment the dispatch nearly always wins. Holding the dispatch back
     # by a spread of delays makes the two meet anywhere in the cancel's journey.
     rng = random.Random(5)
-    delays = {oid: (i % 3 != 0) * rng.uniform(0, 0.25) for i, oid in enumerate(orders)}
+    # A third at once, a third within the first quarter second, a third later (the cancel
+    # takes longer on a loaded machine).
+    spans = ((0, 0), (0, 0.25), (0.25, 1.5))
+    delays = {oid: rng.uniform(*spans[i % 3]) for i, oid in enumerate(orders)}
 
     def race(oid):
         go = threading.Barrier(2)
