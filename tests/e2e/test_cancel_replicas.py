@@ -19,7 +19,8 @@ from conftest import make_system
 from conveyor import Service, free_port, psql, wait_until
 
 ORDERS = 540
-ROUNDROBIN = {"KAFKA_ASSIGNMENT_STRATEGY": "roundrobin"}
+# Six service processes share one PostgreSQL server (with other work): small pools.
+ROUNDROBIN = {"KAFKA_ASSIGNMENT_STRATEGY": "roundrobin", "DB_POOL_SIZE": "6"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def replicated(request, log_dir):
         base = system.services[name]
         twin = Service(name, base.db, free_port(), log_dir, {
             k: v for k, v in base.env.items()
-            if k in ("TOPIC_PREFIX", "INVENTORY_SEED", "KAFKA_ASSIGNMENT_STRATEGY")})
+            if k in ("TOPIC_PREFIX", "INVENTORY_SEED", *ROUNDROBIN)})
         replicas[name] = [base, twin.start()]
     system.replicas = replicas
     yield system
@@ -57,16 +58,26 @@ def test_replicas_keep_the_saga_invariants(replicated):
     for i in range(ORDERS):
         items = [{"sku": sku, "quantity": rng.randint(1, 3)}
                  for sku in rng.sample(sorted(skus), rng.randint(1, 2))]
-        plans.append((("cancel", "dispatch", "race")[i % 3], items))
+        plans.append((f"rep-{tag}-{i}", ("cancel", "dispatch", "race")[i % 3], items))
     rr = itertools.count()
 
     def pick(rs):
         return rs[next(rr) % len(rs)]
 
+    def post(rs, path, body=None, headers=None):
+        """As a client does: another replica and again after a 503 (database busy: nothing
+        was done)."""
+        for _ in range(100):
+            r = pick(rs).post(path, body, headers=headers)
+            if r.status != 503:
+                return r
+            time.sleep(0.1)
+        return r
+
     def dispatch(oid):
         """Dispatches, retrying while shipping has not seen the order yet."""
         for _ in range(200):
-            r = pick(ship_r).post(f"/shipments/{oid}/dispatch")
+            r = post(ship_r, f"/shipments/{oid}/dispatch")
             if r.status != 409 or "not known yet" not in r.json()["detail"] and \
                     "PENDING" not in r.json()["detail"]:
                 return r
@@ -74,12 +85,13 @@ def test_replicas_keep_the_saga_invariants(replicated):
         return r
 
     def run(plan):
-        kind, items = plan
-        r = pick(orders_r).post("/orders", {"customer_id": "rep", "items": items})
-        assert r.status == 201, r.body
+        key, kind, items = plan
+        r = post(orders_r, "/orders", {"customer_id": "rep", "items": items},
+                 {"Idempotency-Key": key})
+        assert r.status in (200, 201), r.body
         oid = r.json()["id"]
         if kind == "cancel":  # at once: it may reach shipping before the order does
-            c = pick(orders_r).post(f"/orders/{oid}/cancel")
+            c = post(orders_r, f"/orders/{oid}/cancel")
             assert c.status == 202, c.body
             return oid, items, kind, c.status, None
         s.wait_status(oid, "SHIPMENT_SCHEDULED", 120)
@@ -88,7 +100,7 @@ def test_replicas_keep_the_saga_invariants(replicated):
             assert d.status == 200, d.body
             return oid, items, kind, None, d.status
         with concurrent.futures.ThreadPoolExecutor(2) as both:
-            c = both.submit(pick(orders_r).post, f"/orders/{oid}/cancel")
+            c = both.submit(post, orders_r, f"/orders/{oid}/cancel")
             time.sleep(rng.uniform(0, 0.1))
             d = both.submit(dispatch, oid)
             return oid, items, kind, c.result().status, d.result().status
