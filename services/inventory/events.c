@@ -194,7 +194,7 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     if (!inserted)
         goto out;
     if (reserve &&
-        move_items(conn, items, "available = available - $2::int, reserved = reserved + $2::int",
+        move_items(conn, items, "available = available - $2::bigint, reserved = reserved + $2::bigint",
                    &err) < 0) {
         result = cv_service_db_failure(&err, reason, reason_size);
         goto out;
@@ -241,7 +241,7 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
     enum cv_handler_result result = CV_HANDLED;
     json_t *event = json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items, "reason",
                               why);
-    if (move_items(conn, items, "available = available + $2::int, reserved = reserved - $2::int",
+    if (move_items(conn, items, "available = available + $2::bigint, reserved = reserved - $2::bigint",
                    &err) < 0 ||
         cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL, &err) < 0)
         result = cv_service_db_failure(&err, reason, reason_size);
@@ -274,7 +274,7 @@ static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const struct 
         return CV_HANDLED;
     }
     enum cv_handler_result result = CV_HANDLED;
-    if (move_items(conn, items, "reserved = reserved - $2::int, shipped = shipped + $2::int",
+    if (move_items(conn, items, "reserved = reserved - $2::bigint, shipped = shipped + $2::bigint",
                    &err) < 0)
         result = cv_service_db_failure(&err, reason, reason_size);
     else
