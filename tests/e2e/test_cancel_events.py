@@ -140,3 +140,23 @@ def test_invalid_events_are_dead_lettered_not_applied(system):
     # The partitions moved on.
     oid = system.place([{"sku": sku, "quantity": 1}])["id"]
     system.wait_status(oid, "SHIPMENT_SCHEDULED")
+
+
+def test_dispatch_waits_for_the_order(system):
+    """Shipping dispatches only a shipment whose order it has seen (items, address)."""
+    sku = "UNSEEN-" + uuid.uuid4().hex[:6]
+    system.set_stock(sku, 5)
+    oid = str(uuid.uuid4())
+    send(system, "inventory", "StockReserved", {"metadata": metadata(oid, "inventory"),
+                                                "order_id": oid,
+                                                "items": [{"sku": sku, "quantity": 1}]}, oid)
+    wait_until(lambda: (shipment(system, oid) or {}).get("status") == "SCHEDULED", 30, 0.2,
+               "the shipment scheduled")
+    r = system.shipping.post(f"/shipments/{oid}/dispatch")
+    assert r.status == 409 and "not known yet" in r.json()["detail"], r.body
+    assert shipment(system, oid)["status"] == "SCHEDULED"
+    send(system, "orders", "OrderPlaced", placed(oid, sku, 1), oid)
+    wait_until(lambda: shipment(system, oid)["items"], 30, 0.2, "the order seen")
+    r = system.shipping.post(f"/shipments/{oid}/dispatch")
+    assert r.status == 200 and r.json()["status"] == "DISPATCHED", r.body
+    assert r.json()["shipping_address"] == {"city": "Gouda"}
