@@ -61,6 +61,16 @@ struct cv_http_request {
     size_t discarded; /* bytes read and dropped after the body went over the limit */
     int too_large;
 
+    int probe;            /* arrived on the probe port: built-in routes only */
+
+    /* Suspension (http_server.c), guarded by the server's suspend_lock. */
+    cv_http_handler on_resume; /* set by cv_http_suspend, run when resumed */
+    int susp_state;            /* SUSP_* in http_server.c */
+    int forced;                /* resumed by the server at destroy, not by its owner */
+    struct cv_http_request *susp_prev, *susp_next; /* the server's list of suspended requests */
+    void *state;
+    void (*state_free)(void *);
+
     int queued;           /* a response was handed to libmicrohttpd */
     unsigned status_sent; /* its status, for metrics */
     struct cv_http_response resp;
