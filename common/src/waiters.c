@@ -250,7 +250,7 @@ fail:
  * *fire. -1 if the connection broke. Lock held. */
 static int take_notifications(struct cv_waiters *w, struct waiter **fire)
 {
-    if (!PQconsumeInput(w->conn))
+    if (!PQconsumeInput(w->conn) || PQstatus(w->conn) == CONNECTION_BAD)
         return -1;
     PGnotify *note;
     while ((note = PQnotifies(w->conn)) != NULL) {
