@@ -888,11 +888,6 @@ void cv_http_server_destroy(struct cv_http_server *srv)
     resume_all(srv);
     uint64_t last = now_ns() + 2000000000u;
     while (atomic_load(&srv->in_flight) > 0 && now_ns() < last) {
-        pthread_mutex_lock(&srv->suspend_lock);
-        int none_suspended = srv->suspended == NULL;
-        pthread_mutex_unlock(&srv->suspend_lock);
-        if (none_suspended && now_ns() >= deadline)
-            break;
         struct timespec tick = {0, 10000000L};
         nanosleep(&tick, NULL);
         resume_all(srv);
