@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cv/db.h"
 #include "cv/log.h"
 #include "cv/metrics.h"
 #include "cv/util.h"
@@ -221,14 +222,15 @@ static void wake_thread(struct cv_waiters *w)
     (void)rc;
 }
 
-/* Connects and LISTENs. 0, or -1 (logged). */
+/* Connects (cv_db_connect: the library's connection settings, timeouts and keepalives, so that
+ * a peer that silently vanished is noticed) and LISTENs. 0, or -1 (logged). */
 static int listen_connect(struct cv_waiters *w)
 {
-    w->conn = PQconnectdb(w->conninfo);
-    if (PQstatus(w->conn) != CONNECTION_OK) {
-        cv_log_warn("waiters: cannot connect for LISTEN %s: %s", w->channel,
-                    PQerrorMessage(w->conn));
-        goto fail;
+    struct cv_db_err err;
+    w->conn = cv_db_connect(w->conninfo, &err);
+    if (w->conn == NULL) {
+        cv_log_warn("waiters: cannot connect for LISTEN %s: %s", w->channel, err.msg);
+        return -1;
     }
     char sql[96];
     snprintf(sql, sizeof(sql), "LISTEN %s", w->channel);
