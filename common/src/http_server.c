@@ -26,60 +26,14 @@
 /* The probe daemon: one thread, a few connections, a short idle timeout. */
 #define PROBE_CONNECTION_LIMIT 64
 #define PROBE_CONNECTION_TIMEOUT_S 10
-
-/* Where a request stands with respect to suspension (req->susp_state, under suspend_lock). */
-enum {
-    SUSP_NONE = 0, /* running or replying */
-    SUSP_PENDING,  /* the handler called cv_http_suspend; suspended when it returns */
-    SUSP_EARLY,    /* resumed before the handler returned: on_resume runs right away */
-    SUSP_ON,       /* suspended in libmicrohttpd, in the server's list */
-    SUSP_RESUMING, /* resumed; on_resume runs when libmicrohttpd calls back */
-};
-
 /* Per-connection memory for libmicrohttpd's buffers (request line, headers, read and write
  * buffers; bodies are copied out in chunks). The 32 KiB default answers 431 to large headers;
  * 64 KiB leaves room for long trace and auth headers and costs 16 MiB at 256 connections. */
 #define CONNECTION_MEMORY_BYTES (64 * 1024)
 
-struct cv_http_server {
-    struct MHD_Daemon *daemon;
-    struct MHD_Daemon *probe_daemon; /* NULL: no probe port */
-    int probe_port;
-    struct cv_http_compiled_route *routes; /* built-ins first, then the app's */
-    size_t nroutes;
-    struct cv_histogram *unmatched_duration;
-    struct cv_gauge *in_flight_gauge;
-    void *app;
-    cv_http_ready_fn ready;
-    cv_http_handler before, after; /* around app handlers, may be NULL */
-    size_t max_body;
-    unsigned grace_s;
-    int port;
-    atomic_int draining;
-    atomic_long in_flight; /* requests begun and not yet completed */
-    atomic_int destroying; /* nothing is suspended any more */
-
-    pthread_mutex_t suspend_lock;
-    struct cv_http_request *suspended; /* SUSP_ON requests */
-    struct cv_gauge *suspended_gauge;
-
-    /* Readiness computed off the request path (ready_cache_ms > 0). */
-    unsigned ready_cache_ms;
-    pthread_t ready_thread;
-    int ready_thread_started;
-    pthread_mutex_t ready_lock;
-    pthread_cond_t ready_cond;
-    int ready_stop;
-    int ready_ok;
-    char ready_reason[256];
-    uint64_t ready_at_ns; /* when the last check finished; 0: none yet */
-};
-
 static uint64_t now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return cv_http_now_ns();
 }
 
 /* ---- built-in routes ---- */
@@ -87,56 +41,6 @@ static uint64_t now_ns(void)
 static void handle_healthz(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     cv_http_reply_json(resp, 200, json_pack("{s:s}", "status", "ok"));
-}
-
-/* The last cached readiness check: 1 ready, 0 with reason. A check that has not finished for a
- * while (the checker is stuck on a dependency) is reported as such. */
-static int cached_ready(struct cv_http_server *srv, char *reason, size_t reason_size)
-{
-    pthread_mutex_lock(&srv->ready_lock);
-    int ok = srv->ready_ok;
-    uint64_t at = srv->ready_at_ns;
-    snprintf(reason, reason_size, "%s", srv->ready_reason);
-    pthread_mutex_unlock(&srv->ready_lock);
-    uint64_t stale_ns = (uint64_t)(srv->ready_cache_ms * 3 + 5000) * 1000000u;
-    if (at == 0) {
-        snprintf(reason, reason_size, "starting");
-        return 0;
-    }
-    if (now_ns() - at > stale_ns) {
-        snprintf(reason, reason_size, "readiness check stalled (%.1f s since the last)",
-                 (double)(now_ns() - at) / 1e9);
-        return 0;
-    }
-    return ok;
-}
-
-static void *ready_main(void *arg)
-{
-    struct cv_http_server *srv = arg;
-    pthread_mutex_lock(&srv->ready_lock);
-    while (!srv->ready_stop) {
-        pthread_mutex_unlock(&srv->ready_lock);
-        char reason[256] = "";
-        int ok = srv->ready == NULL || srv->ready(srv->app, reason, sizeof(reason));
-        pthread_mutex_lock(&srv->ready_lock);
-        srv->ready_ok = ok;
-        snprintf(srv->ready_reason, sizeof(srv->ready_reason), "%s", reason);
-        srv->ready_at_ns = now_ns();
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += srv->ready_cache_ms / 1000;
-        until.tv_nsec += (long)(srv->ready_cache_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        while (!srv->ready_stop &&
-               pthread_cond_timedwait(&srv->ready_cond, &srv->ready_lock, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&srv->ready_lock);
-    return NULL;
 }
 
 static void handle_readyz(struct cv_http_request *req, struct cv_http_response *resp, void *app)
@@ -147,7 +51,7 @@ static void handle_readyz(struct cv_http_request *req, struct cv_http_response *
         return;
     }
     char reason[256] = "";
-    int ok = srv->ready_cache_ms ? cached_ready(srv, reason, sizeof(reason))
+    int ok = srv->ready_cache_ms ? cv_http_ready_cached(srv, reason, sizeof(reason))
                                  : srv->ready == NULL || srv->ready(srv->app, reason,
                                                                     sizeof(reason));
     if (!ok) {
@@ -367,114 +271,6 @@ static enum MHD_Result queue_reply(struct cv_http_server *srv, struct cv_http_re
     return cv_http_response_queue(req->conn, &req->resp, close);
 }
 
-/* ---- suspension ---- */
-
-void cv_http_suspend(struct cv_http_request *req, cv_http_handler on_resume)
-{
-    struct cv_http_server *srv = req->srv;
-    pthread_mutex_lock(&srv->suspend_lock);
-    req->on_resume = on_resume;
-    req->susp_state = SUSP_PENDING;
-    pthread_mutex_unlock(&srv->suspend_lock);
-}
-
-void cv_http_suspend_cancel(struct cv_http_request *req)
-{
-    struct cv_http_server *srv = req->srv;
-    pthread_mutex_lock(&srv->suspend_lock);
-    if (req->susp_state == SUSP_PENDING) {
-        req->susp_state = SUSP_NONE;
-        req->on_resume = NULL;
-    }
-    pthread_mutex_unlock(&srv->suspend_lock);
-}
-
-void cv_http_resume(struct cv_http_request *req)
-{
-    struct cv_http_server *srv = req->srv;
-    pthread_mutex_lock(&srv->suspend_lock);
-    if (req->susp_state == SUSP_PENDING) {
-        req->susp_state = SUSP_EARLY; /* the handler is still running: settle() sees it */
-        pthread_mutex_unlock(&srv->suspend_lock);
-        return;
-    }
-    if (req->susp_state != SUSP_ON) {
-        pthread_mutex_unlock(&srv->suspend_lock);
-        cv_log_error("http: cv_http_resume of a request that is not suspended (state %d)",
-                     req->susp_state);
-        return;
-    }
-    req->susp_state = SUSP_RESUMING;
-    if (req->susp_prev != NULL)
-        req->susp_prev->susp_next = req->susp_next;
-    else
-        srv->suspended = req->susp_next;
-    if (req->susp_next != NULL)
-        req->susp_next->susp_prev = req->susp_prev;
-    req->susp_prev = req->susp_next = NULL;
-    struct MHD_Connection *conn = req->conn;
-    pthread_mutex_unlock(&srv->suspend_lock);
-    cv_gauge_add(srv->suspended_gauge, -1);
-    /* Still suspended, so req and conn stay valid until libmicrohttpd takes this up. */
-    MHD_resume_connection(conn);
-}
-
-int cv_http_draining(const struct cv_http_request *req)
-{
-    return atomic_load(&req->srv->draining);
-}
-
-/* After a handler or on_resume ran: suspends the connection if it asked to (returns 1), runs
- * on_resume at once if it was resumed meanwhile, returns 0 when a reply is to be sent. The
- * connection is suspended under suspend_lock, so cv_http_resume never reaches libmicrohttpd
- * before the suspension did. */
-static int settle(struct cv_http_server *srv, struct cv_http_request *req)
-{
-    for (;;) {
-        pthread_mutex_lock(&srv->suspend_lock);
-        int state = req->susp_state;
-        if (state == SUSP_PENDING && !atomic_load(&srv->destroying)) {
-            MHD_suspend_connection(req->conn);
-            req->susp_state = SUSP_ON;
-            req->susp_prev = NULL;
-            req->susp_next = srv->suspended;
-            if (srv->suspended != NULL)
-                srv->suspended->susp_prev = req;
-            srv->suspended = req;
-            pthread_mutex_unlock(&srv->suspend_lock);
-            cv_gauge_add(srv->suspended_gauge, 1);
-            return 1;
-        }
-        req->susp_state = SUSP_NONE;
-        cv_http_handler fn = req->on_resume;
-        req->on_resume = NULL;
-        pthread_mutex_unlock(&srv->suspend_lock);
-        if (state == SUSP_PENDING) { /* the server is going away: answer now */
-            if (req->resp.status == 0)
-                cv_http_reply_problem(&req->resp, 503, NULL, "shutting down", NULL);
-            return 0;
-        }
-        if (state != SUSP_EARLY)
-            return 0;
-        fn(req, &req->resp, srv->app);
-    }
-}
-
-/* Resumes whatever is still suspended (destroy, after the grace); on_resume sees draining. */
-static void resume_all(struct cv_http_server *srv)
-{
-    for (;;) {
-        pthread_mutex_lock(&srv->suspend_lock);
-        struct cv_http_request *req = srv->suspended;
-        if (req != NULL)
-            req->forced = 1;
-        pthread_mutex_unlock(&srv->suspend_lock);
-        if (req == NULL)
-            return;
-        cv_http_resume(req);
-    }
-}
-
 /* Runs the matched handler, or answers 404/405, once the whole request has arrived. */
 static void dispatch(struct cv_http_server *srv, struct cv_http_request *req)
 {
@@ -593,7 +389,7 @@ static enum MHD_Result handle_access(struct cv_http_server *srv, int probe,
             resumed(req, &req->resp, srv->app);
         else
             dispatch(srv, req);
-        if (settle(srv, req))
+        if (cv_http_suspension_settle(srv, req))
             return MHD_YES;
         check_replied(req);
     }
@@ -656,13 +452,7 @@ static int register_metrics(struct cv_http_server *srv)
 
 static void server_free(struct cv_http_server *srv)
 {
-    if (srv->ready_thread_started) {
-        pthread_mutex_lock(&srv->ready_lock);
-        srv->ready_stop = 1;
-        pthread_cond_signal(&srv->ready_cond);
-        pthread_mutex_unlock(&srv->ready_lock);
-        pthread_join(srv->ready_thread, NULL);
-    }
+    cv_http_ready_stop(srv);
     pthread_cond_destroy(&srv->ready_cond);
     pthread_mutex_destroy(&srv->ready_lock);
     pthread_mutex_destroy(&srv->suspend_lock);
@@ -835,13 +625,12 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
         srv->probe_port = cfg->probe_port;
     }
     if (srv->ready_cache_ms > 0) {
-        if (pthread_create(&srv->ready_thread, NULL, ready_main, srv) != 0) {
+        if (cv_http_ready_start(srv) < 0) {
             snprintf(errstr, errstr_size, "http: cannot start the readiness thread");
             MHD_stop_daemon(srv->probe_daemon);
             MHD_stop_daemon(srv->daemon);
             goto fail;
         }
-        srv->ready_thread_started = 1;
     }
     cv_log_info("http: listening on %s port %d with %u threads%s", address, srv->port, threads,
                 srv->probe_daemon ? ", probes also on their own port" : "");
@@ -885,12 +674,12 @@ void cv_http_server_destroy(struct cv_http_server *srv)
     /* libmicrohttpd aborts when stopped with a suspended connection: resume what the owners
      * left (nothing, normally) and give the replies a moment to go out. */
     atomic_store(&srv->destroying, 1);
-    resume_all(srv);
+    cv_http_resume_all(srv);
     uint64_t last = now_ns() + 2000000000u;
     while (atomic_load(&srv->in_flight) > 0 && now_ns() < last) {
         struct timespec tick = {0, 10000000L};
         nanosleep(&tick, NULL);
-        resume_all(srv);
+        cv_http_resume_all(srv);
     }
     long left = atomic_load(&srv->in_flight);
     if (left > 0)
