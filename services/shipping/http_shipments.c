@@ -92,9 +92,12 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
     if (!changed) {
         cv_db_rollback(conn);
         char detail[128];
-        if (strcmp(status, from) == 0)
+        if (strcmp(status, from) == 0) {
+            /* OrderPlaced is on its way (the orders topic lags the inventory topic): a
+             * moment later the same call succeeds. */
             snprintf(detail, sizeof(detail), "the order of this shipment is not known yet");
-        else
+            cv_http_reply_header(resp, "Retry-After", "1");
+        } else
             snprintf(detail, sizeof(detail), "a shipment that is %s cannot become %s", status,
                      to);
         cv_http_reply_problem(resp, 409, "Conflict", detail, "status");

@@ -154,6 +154,7 @@ def test_dispatch_waits_for_the_order(system):
                "the shipment scheduled")
     r = system.shipping.post(f"/shipments/{oid}/dispatch")
     assert r.status == 409 and "not known yet" in r.json()["detail"], r.body
+    assert r.headers.get("Retry-After") == "1"
     assert shipment(system, oid)["status"] == "SCHEDULED"
     send(system, "orders", "OrderPlaced", placed(oid, sku, 1), oid)
     wait_until(lambda: shipment(system, oid)["items"], 30, 0.2, "the order seen")

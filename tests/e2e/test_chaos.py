@@ -209,6 +209,14 @@ class Run:
     def advance(self, o, step, was):
         r, failed = self.call("shipping", "POST", f"/shipments/{o.id}/{step}",
                               what=f"{step} #{o.i}")
+        # Shipping dispatches only once it has the order (OrderPlaced can lag StockReserved,
+        # above all while a replica restarts): 409 with Retry-After, then the same call works.
+        deadline = time.monotonic() + 120
+        while r.status == 409 and r.headers.get("Retry-After") and time.monotonic() < deadline:
+            time.sleep(float(r.headers["Retry-After"]) / 4)
+            r, more = self.call("shipping", "POST", f"/shipments/{o.id}/{step}",
+                                what=f"{step} #{o.i}")
+            failed += more
         if r.status == 200:
             return True
         if r.status == 409 and failed:  # an attempt that seemed to fail had gone through
