@@ -75,6 +75,12 @@ static void decoded_free(struct decoded *d)
     free(d->key);
 }
 
+static int is_dead_letter_topic(const char *topic)
+{
+    size_t len = strlen(topic);
+    return len >= 4 && strcmp(topic + len - 4, ".dlq") == 0;
+}
+
 /* Runs one record inside the open transaction, under a savepoint. Returns CV_HANDLED (also for
  * skipped duplicates and dead-lettered records) or CV_RETRY; err is set for CV_RETRY. */
 static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
@@ -138,13 +144,25 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         else if (ev->event_id && !svc->def->raw &&
                  cv_dedup_claim(conn, svc->def->name, ev->event_id, err) < 0)
             result = CV_RETRY;
-        else if (cv_service_dead_letter(svc, conn, ev->msg, reason, err) < 0)
-            result = CV_RETRY;
-        else
+        else if (is_dead_letter_topic(ev->topic)) {
+            /* A dead letter of a dead letter could loop (audit consumes its own dead-letter
+             * topic): the record stays where it is, on its dead-letter topic. */
+            cv_log_error("not dead-lettering %s[%d]@%lld, read from a dead-letter topic: %s",
+                         ev->topic, (int)ev->partition, (long long)ev->offset, reason);
+            cv_counter_add(cv_metrics_counter("consumer_dead_letters_skipped_total",
+                                              "Records of dead-letter topics that could not be "
+                                              "processed, left where they are",
+                                              NULL),
+                           1);
             result = CV_HANDLED;
-        cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
-                                          "Records sent to the dead-letter topic", NULL),
-                       1);
+        } else if (cv_service_dead_letter(svc, conn, ev->msg, reason, err) < 0) {
+            result = CV_RETRY;
+        } else {
+            result = CV_HANDLED;
+            cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
+                                              "Records sent to the dead-letter topic", NULL),
+                           1);
+        }
     } else if (cv_db_exec(conn, "RELEASE SAVEPOINT record", 0, NULL, err) < 0) {
         result = CV_RETRY;
     }

@@ -9,7 +9,8 @@
 #define TIME_JSON(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define EVENT_JSON                                                                                 \
     "json_build_object('event_id', event_id, 'type', type, 'topic', topic,"                       \
-    " 'partition', partition, 'offset', \"offset\", 'key', key, 'order_id', order_id,"            \
+    " 'partition', partition, 'offset', \"offset\", 'key', key,"                               \
+    " 'key_hex', CASE WHEN key IS NULL THEN encode(key_bytes, 'hex') END, 'order_id', order_id," \
     " 'occurred_at', " TIME_JSON("occurred_at") ", 'recorded_at', " TIME_JSON("recorded_at") ","  \
     " 'producer', producer, 'headers', headers, 'data', data)"
 
