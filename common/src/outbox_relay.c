@@ -416,7 +416,7 @@ static void *relay_main(void *arg)
 {
     struct cv_outbox_relay *relay = arg;
     int backoff = 100;
-    while (!relay->stop) {
+    while (!relay->stop && !producer_fatal(relay)) {
         if (!relay->conn && relay_connect(relay) < 0) {
             relay_sleep(relay, backoff);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
