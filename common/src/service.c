@@ -57,6 +57,10 @@ static struct cv_config_var common_vars[] = {
     {"TOPIC_PREFIX", "",
      "Prefix of every topic name this service uses (several systems on one cluster)",
      CV_CONFIG_STRING, 0, 0},
+    {"CONSUMER_DEAD_LETTER_TYPES", "",
+     "Event types (comma-separated, e.g. OrderPlaced) dead-lettered instead of applied, to hold "
+     "back a type whose handling is broken; redrive them after the fix (cv-dlq redrive)",
+     CV_CONFIG_STRING, 0, 0},
     {"OUTBOX_STALL_SECONDS", "60",
      "/readyz answers 503 when the outbox is not empty and no row has left it for this long",
      CV_CONFIG_INT, 1, 86400},

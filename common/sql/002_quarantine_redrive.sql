@@ -16,3 +16,7 @@ CREATE TABLE outbox_quarantine (
 
 -- Housekeeping purges processed event ids by age.
 CREATE INDEX processed_events_at ON processed_events (processed_at);
+
+-- dead_lettered: the event was dead-lettered, not applied. A redriven copy of it (header
+-- redriven_from) may then claim it once; a redelivered one is still skipped.
+ALTER TABLE processed_events ADD COLUMN dead_lettered boolean NOT NULL DEFAULT false;
