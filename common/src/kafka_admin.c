@@ -84,6 +84,12 @@ int cv_kafka_topic_retention_ms(rd_kafka_t *rk, const char *topic, int64_t *rete
         const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(
             rd_kafka_event_DescribeConfigs_result(ev), &cnt);
         for (size_t i = 0; i < cnt; i++) {
+            if (rd_kafka_ConfigResource_error(rs[i]) ==
+                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                snprintf(errstr, errstr_size, "topic %s does not exist", topic);
+                rc = 1;
+                break;
+            }
             if (rd_kafka_ConfigResource_error(rs[i])) {
                 snprintf(errstr, errstr_size, "describe topic %s: %s", topic,
                          rd_kafka_ConfigResource_error_string(rs[i]));

@@ -180,13 +180,20 @@ int cv_service_check_retention(struct cv_service *svc, const volatile int *give_
         char errstr[512];
         int backoff = 500;
         /* The broker may not answer yet: keep asking, as for topic creation. */
-        while (cv_kafka_topic_retention_ms(rk, svc->consumes[i], &ms, 5000, errstr,
-                                           sizeof(errstr)) < 0) {
+        int rc;
+        while ((rc = cv_kafka_topic_retention_ms(rk, svc->consumes[i], &ms, 5000, errstr,
+                                                 sizeof(errstr))) < 0) {
             if (*give_up)
                 return -1;
             cv_log_warn("kafka: %s", errstr);
             cv_sleep_ms(backoff, NULL);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
+        }
+        if (rc == 1) {
+            /* Its producer creates it; the next start checks it. */
+            cv_log_warn("kafka: topic %s does not exist yet: its retention is not checked",
+                        svc->consumes[i]);
+            continue;
         }
         if (ms < 0 || ms >= (int64_t)hours * 3600000) {
             cv_log_error("PROCESSED_EVENTS_RETENTION_HOURS: %ld h must exceed the retention of "

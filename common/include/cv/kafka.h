@@ -102,7 +102,7 @@ int cv_kafka_create_topics(rd_kafka_t *rk, const char *const *topics, int partit
                            size_t errstr_size);
 
 /* Reads topic's retention.ms (-1: kept for ever) into *retention_ms through the admin API.
- * 0, or -1 with errstr. */
+ * 0, 1 if the topic does not exist, or -1 with errstr. */
 int cv_kafka_topic_retention_ms(rd_kafka_t *rk, const char *topic, int64_t *retention_ms,
                                 int timeout_ms, char *errstr, size_t errstr_size);
 
