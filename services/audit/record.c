@@ -52,9 +52,11 @@ static void array_append(char **lit, size_t *len, const void *bytes, size_t n)
 /* Header names and values as two bytea[] literals; caller frees both. */
 static void headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values)
 {
+    /* Each buffer keeps room for the closing "}" and the NUL. */
     size_t nlen = 1, vlen = 1;
-    *names = strdup("{");
-    *values = strdup("{");
+    *names = calloc(1, 3);
+    *values = calloc(1, 3);
+    (*names)[0] = (*values)[0] = '{';
     const char *name;
     const void *value;
     size_t len;
