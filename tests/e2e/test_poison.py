@@ -40,7 +40,8 @@ def broker_limit(topic):
 
 
 def dir_bytes(path):
-    out = subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True)
+    """Disk space used under path (blocks, not apparent size: index files are sparse)."""
+    out = subprocess.run(["du", "-s", "-B1", path], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[0])
 
 
@@ -70,6 +71,7 @@ def avro_with_nul(topic, order_id):
 
 def test_poison_records_neither_loop_nor_stall(system):
     kafka_dir = os.environ.get("KAFKA_DIR")
+    kafka_dir = os.path.join(kafka_dir, "data") if kafka_dir else None
     disk_before = dir_bytes(kafka_dir) if kafka_dir else None
     dlq_before = {d: end_offsets(system.prefix + d) for d in DLQS}
     limit = broker_limit(system.prefix + "orders")
@@ -127,11 +129,13 @@ def test_poison_records_neither_loop_nor_stall(system):
     # No loop: let any loop show itself, then count. Each consumer dead-letters each record at
     # most once, audit dead-letters nothing, and no dead letter is of a dead letter.
     time.sleep(5)
+    growth = {}
     for dlq in DLQS:
         consumer = dlq[:-len(".dlq")]
         may_fail = sum(4 for topic, names in CONSUMERS.items() if consumer in names)
-        grew = end_offsets(system.prefix + dlq) - dlq_before[dlq]
-        assert grew <= (0 if consumer == "audit" else may_fail), (dlq, grew)
+        growth[dlq] = end_offsets(system.prefix + dlq) - dlq_before[dlq]
+        assert growth[dlq] <= (0 if consumer == "audit" else may_fail), (dlq, growth[dlq])
+    print(f"\npoison: dead-letter topics grew by {growth}")
     seen = set()
     for dlq in DLQS:
         for r in kcat_records(system.prefix + dlq, timeout=60):
@@ -152,6 +156,7 @@ def test_poison_records_neither_loop_nor_stall(system):
     # Disk use stayed bounded: the injected records and one dead letter each, not a loop.
     if disk_before is not None:
         grown = dir_bytes(kafka_dir) - disk_before
+        print(f"poison: broker data grew by {grown / 1048576:.1f} MiB")
         assert grown < 64 * 1024 * 1024, f"broker data grew by {grown} bytes"
 
     for name, svc in system.services.items():
