@@ -96,7 +96,8 @@ int cv_kafka_topic_retention_ms(rd_kafka_t *rk, const char *topic, int64_t *rete
                 break;
             }
             size_t nentries = 0;
-            const rd_kafka_ConfigEntry_t **entries = rd_kafka_ConfigResource_configs(rs[i], &nentries);
+            const rd_kafka_ConfigEntry_t **entries =
+                rd_kafka_ConfigResource_configs(rs[i], &nentries);
             for (size_t k = 0; k < nentries; k++) {
                 const char *value = rd_kafka_ConfigEntry_value(entries[k]);
                 if (strcmp(rd_kafka_ConfigEntry_name(entries[k]), "retention.ms") == 0 && value) {

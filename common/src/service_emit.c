@@ -133,7 +133,8 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
         size_t room = fixed < limit ? limit - fixed : 0;
         snprintf(value_cut, sizeof(value_cut), "%zu", value_len);
         value_len = room < value_len ? room : value_len;
-        headers[n++] = (struct cv_kafka_header){"dlq_value_truncated", value_cut, strlen(value_cut)};
+        headers[n++] =
+            (struct cv_kafka_header){"dlq_value_truncated", value_cut, strlen(value_cut)};
     }
     if (cv_kafka_record_size(key_len, value_len, headers, n) > limit && nkept > 0) {
         snprintf(headers_cut, sizeof(headers_cut), "%zu", nkept);

@@ -61,7 +61,8 @@ static int matches(const struct filter *f, rd_kafka_headers_t *hdrs)
         return 0; /* not a dead letter of ours */
     if (f->source && strcmp(buf, f->source) != 0)
         return 0;
-    if (f->consumer && strcmp(header_text(hdrs, "dlq_consumer", buf, sizeof(buf)), f->consumer))
+    if (f->consumer &&
+        strcmp(header_text(hdrs, "dlq_consumer", buf, sizeof(buf)), f->consumer) != 0)
         return 0;
     if (f->reason && !strstr(header_text(hdrs, "dlq_reason", buf, sizeof(buf)), f->reason))
         return 0;
@@ -211,7 +212,13 @@ static int redrive(const char *brokers, const char *dlq, const struct filter *f)
                         rd_kafka_message_destroy(msg);
                         goto cleanup;
                     }
-                    dlv = realloc(dlv, cap * sizeof(*dlv));
+                    struct cv_kafka_delivery *bigger = realloc(dlv, cap * sizeof(*dlv));
+                    if (!bigger) {
+                        fprintf(stderr, "cv-dlq: out of memory\n");
+                        rd_kafka_message_destroy(msg);
+                        goto cleanup;
+                    }
+                    dlv = bigger;
                 }
                 int rc = redrive_one(p, msg, dlq, f, &dlv[sent]);
                 if (rc < 0) {
@@ -240,7 +247,8 @@ static int redrive(const char *brokers, const char *dlq, const struct filter *f)
             goto cleanup;
         }
     printf("%s: %zu dead letters read, %zu matched, %zu %s, %zu skipped (value cut)\n", dlq, read,
-           matched, f->dry_run ? matched - skipped : sent, f->dry_run ? "would be redriven" : "redriven",
+           matched, f->dry_run ? matched - skipped : sent,
+           f->dry_run ? "would be redriven" : "redriven",
            skipped);
     status = 0;
 cleanup:

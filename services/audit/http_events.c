@@ -126,7 +126,8 @@ void audit_http_stats(struct cv_http_request *req, struct cv_http_response *resp
         " 'by_topic', COALESCE((SELECT json_object_agg(topic, n) FROM"
         "   (SELECT topic, sum(n) AS n FROM event_counts GROUP BY topic ORDER BY topic) t), '{}'),"
         " 'last_event_at', (SELECT " TIME_JSON("max(last_event_at)") " FROM event_counts),"
-        " 'last_recorded_at', (SELECT " TIME_JSON("max(last_recorded_at)") " FROM event_counts))::text",
+        " 'last_recorded_at', (SELECT " TIME_JSON("max(last_recorded_at)") " FROM event_counts)"
+        ")::text",
         0, NULL, &err);
     cv_service_db_release(svc, conn);
     if (!res) {

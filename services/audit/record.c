@@ -43,7 +43,12 @@ static void array_append(char **lit, size_t *len, const void *bytes, size_t n)
 {
     char *hex = bytes ? cv_hex_encode(bytes, n) : NULL;
     size_t need = (hex ? strlen(hex) + 6 : 5) + 1;
-    *lit = realloc(*lit, *len + need + 2);
+    char *bigger = realloc(*lit, *len + need + 2);
+    if (!bigger) {
+        free(hex);
+        return; /* the element is left out; the row is still stored */
+    }
+    *lit = bigger;
     *len += (size_t)sprintf(*lit + *len, "%s%s%s%s", *len > 1 ? "," : "", hex ? "\"\\\\x" : "NULL",
                             hex ? hex : "", hex ? "\"" : "");
     free(hex);
@@ -64,8 +69,8 @@ static void headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values
         array_append(names, &nlen, name, strlen(name));
         array_append(values, &vlen, value, len);
     }
-    strcpy(*names + nlen, "}");
-    strcpy(*values + vlen, "}");
+    memcpy(*names + nlen, "}", 2);
+    memcpy(*values + vlen, "}", 2);
 }
 
 static const char *header(const json_t *headers, const char *name)
@@ -130,7 +135,8 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
     if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         hdrs = NULL;
     json_t *headers = headers_json(hdrs);
-    int dead_letter = strlen(ev->topic) > 4 && strcmp(ev->topic + strlen(ev->topic) - 4, ".dlq") == 0;
+    size_t topic_len = strlen(ev->topic);
+    int dead_letter = topic_len > 4 && strcmp(ev->topic + topic_len - 4, ".dlq") == 0;
     json_t *decoded = ev->data ? json_deep_copy(ev->data) : NULL;
     size_t escaped = decoded ? cv_json_escape_nul(decoded) : 0;
     const json_t *meta = decoded ? json_object_get(decoded, "metadata") : NULL;
