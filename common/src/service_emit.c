@@ -127,10 +127,11 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
     size_t value_len = msg->payload ? msg->len : 0;
     char value_cut[24], headers_cut[24], key_cut[24];
     size_t notes = 3 * (sizeof("dlq_headers_dropped") + sizeof(value_cut) + 10);
-    size_t limit = CV_KAFKA_MESSAGE_MAX_BYTES - notes;
+    size_t limit = CV_KAFKA_MESSAGE_MAX_BYTES;
+    size_t budget = limit - notes; /* what the record may take before the notes are added */
     size_t fixed = cv_kafka_record_size(key_len, 0, headers, n);
     if (fixed + value_len > limit) {
-        size_t room = fixed < limit ? limit - fixed : 0;
+        size_t room = fixed < budget ? budget - fixed : 0;
         snprintf(value_cut, sizeof(value_cut), "%zu", value_len);
         value_len = room < value_len ? room : value_len;
         headers[n++] =
@@ -144,7 +145,7 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
             (struct cv_kafka_header){"dlq_headers_dropped", headers_cut, strlen(headers_cut)};
     }
     if (cv_kafka_record_size(key_len, value_len, headers, n) > limit) {
-        size_t over = cv_kafka_record_size(key_len, value_len, headers, n) - limit;
+        size_t over = cv_kafka_record_size(key_len, value_len, headers, n) - budget;
         snprintf(key_cut, sizeof(key_cut), "%zu", key_len);
         key_len = over < key_len ? key_len - over : 0;
         headers[n++] = (struct cv_kafka_header){"dlq_key_truncated", key_cut, strlen(key_cut)};

@@ -136,7 +136,7 @@ def test_poison_records_neither_loop_nor_stall(system):
         growth[dlq] = end_offsets(system.prefix + dlq) - dlq_before[dlq]
         assert growth[dlq] <= (0 if consumer == "audit" else may_fail), (dlq, growth[dlq])
     print(f"\npoison: dead-letter topics grew by {growth}")
-    seen = set()
+    seen, trimmed = set(), 0
     for dlq in DLQS:
         for r in kcat_records(system.prefix + dlq, timeout=60):
             h = r["headers"]
@@ -150,8 +150,9 @@ def test_poison_records_neither_loop_nor_stall(system):
                 assert len(r["value"]) < len(big)
                 assert r["value"] == big[:len(r["value"])]
                 assert h["origin"] == "poison"
-    big_letters = [w for w in seen if w[0] in ("inventory", "shipping", "order")]
-    assert big_letters, "the consumers dead-lettered the poison records"
+                trimmed += 1
+    # Each of the three services consumes two of the topics: six trimmed dead letters.
+    assert trimmed == 6, trimmed
 
     # Disk use stayed bounded: the injected records and one dead letter each, not a loop.
     if disk_before is not None:
