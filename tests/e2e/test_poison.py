@@ -96,8 +96,14 @@ def test_poison_records_neither_loop_nor_stall(system):
                   on_delivery=delivered)
         p.produce(t, key=b"big", value=big, headers=[("origin", b"poison")],
                   on_delivery=delivered)
+    # On orders also: headers too large to keep in a dead letter, and a key too large for one.
+    huge_header = b"h" * (limit - 200 * 1024 - 4096)
+    p.produce(system.prefix + "orders", key=b"k" * 200 * 1024, value=b"x",
+              headers=[("huge", huge_header)], on_delivery=delivered)
+    p.produce(system.prefix + "orders", key=b"K" * (limit - 8192), value=b"x",
+              on_delivery=delivered)
     assert p.flush(60) == 0
-    assert len(injected) == 12
+    assert len(injected) == 14
 
     # Audit stores every one of them, whatever bytes they hold.
     def audit_stored():
@@ -132,11 +138,12 @@ def test_poison_records_neither_loop_nor_stall(system):
     growth = {}
     for dlq in DLQS:
         consumer = dlq[:-len(".dlq")]
-        may_fail = sum(4 for topic, names in CONSUMERS.items() if consumer in names)
+        may_fail = sum(6 if topic == "orders" else 4
+                       for topic, names in CONSUMERS.items() if consumer in names)
         growth[dlq] = end_offsets(system.prefix + dlq) - dlq_before[dlq]
         assert growth[dlq] <= (0 if consumer == "audit" else may_fail), (dlq, growth[dlq])
     print(f"\npoison: dead-letter topics grew by {growth}")
-    seen, trimmed = set(), 0
+    seen, trimmed, dropped, cut_keys = set(), 0, 0, 0
     for dlq in DLQS:
         for r in kcat_records(system.prefix + dlq, timeout=60):
             h = r["headers"]
@@ -151,8 +158,19 @@ def test_poison_records_neither_loop_nor_stall(system):
                 assert r["value"] == big[:len(r["value"])]
                 assert h["origin"] == "poison"
                 trimmed += 1
+            if "dlq_headers_dropped" in h:
+                # The original headers did not fit: dropped, the key kept.
+                assert h["dlq_headers_dropped"] == "1" and "huge" not in h, h
+                assert r["key"] == b"k" * 200 * 1024
+                dropped += 1
+            if "dlq_key_truncated" in h:
+                assert h["dlq_key_truncated"] == str(limit - 8192), h
+                assert 0 < len(r["key"]) < limit - 8192 and set(r["key"]) == {ord("K")}
+                cut_keys += 1
     # Each of the three services consumes two of the topics: six trimmed dead letters.
     assert trimmed == 6, trimmed
+    # Inventory and shipping consume orders.
+    assert (dropped, cut_keys) == (2, 2), (dropped, cut_keys)
 
     # Disk use stayed bounded: the injected records and one dead letter each, not a loop.
     if disk_before is not None:
