@@ -25,6 +25,7 @@ static const struct cv_service_def order_service = {
                  " idempotency_keys WHERE created_at < now() - make_interval(hours => $1::int)"
                  " LIMIT 10000))",
     .purge_table = "idempotency_keys",
+    .notify_channel = "order_status", /* long polls; see sql/002_order_status_notify.sql */
 };
 
 int main(int argc, char **argv)
