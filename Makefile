@@ -9,7 +9,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := rdkafka avro-c libmicrohttpd jansson libpq
+PKGS := rdkafka avro-c libmicrohttpd jansson libpq libcrypto
 SAN_FLAGS ?=
 OPT ?= -O2
 
