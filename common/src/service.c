@@ -406,9 +406,10 @@ static int load_auth_keys(const struct cv_config *cfg, struct cv_jwt_keys *keys,
     return rc;
 }
 
-/* The authenticator of the AUTH_* settings, or (AUTH_REQUIRED false) none: then a warning, and
- * the API listens on loopback only unless AUTH_OFF_BIND_ANY. 0, or -1 after logging. */
-static int setup_auth(struct cv_service *svc, const char **bind_address)
+/* The authenticator of the AUTH_* settings, or (AUTH_REQUIRED false) none: then a warning (the
+ * API will listen on loopback only unless AUTH_OFF_BIND_ANY, see setup_http). Runs first, so
+ * that bad keys stop the service before it connects to anything. 0, or -1 after logging. */
+static int setup_auth(struct cv_service *svc)
 {
     const struct cv_config *cfg = svc->cfg;
     if (!cv_config_bool(cfg, "AUTH_REQUIRED")) {
@@ -417,8 +418,6 @@ static int setup_auth(struct cv_service *svc, const char **bind_address)
                     "for a laptop only%s",
                     any ? " (AUTH_OFF_BIND_ANY: listening on HTTP_BIND as set)"
                         : ", listening on 127.0.0.1");
-        if (!any)
-            *bind_address = "127.0.0.1";
         return 0;
     }
     char errstr[512];
@@ -455,8 +454,8 @@ static int setup_auth(struct cv_service *svc, const char **bind_address)
 static int setup_http(struct cv_service *svc)
 {
     const char *bind_address = cv_config_str(svc->cfg, "HTTP_BIND");
-    if (setup_auth(svc, &bind_address) < 0)
-        return -1;
+    if (svc->auth == NULL && !cv_config_bool(svc->cfg, "AUTH_OFF_BIND_ANY"))
+        bind_address = "127.0.0.1"; /* no authentication: nobody else may reach it */
     struct cv_http_config hc = {
         .bind_address = bind_address,
         .port = (int)cv_config_int(svc->cfg, "HTTP_PORT"),
@@ -601,7 +600,7 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         cv_log_error("schemas: %s", errstr);
         goto out;
     }
-    if (setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_waiters(svc) < 0 ||
+    if (setup_auth(svc) < 0 || setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_waiters(svc) < 0 ||
         setup_http(svc) < 0 ||
         setup_kafka(svc) < 0)
         goto out;

@@ -379,6 +379,55 @@ def test_probe_and_metrics_stay_open(system):
     assert system.order.metric("http_auth_refused_total") > 0
 
 
+def run_briefly(name, env, timeout=20):
+    """Starts a service binary with env on top of the harness's; returns (exit code or None if
+    still running after the wait, its output)."""
+    import subprocess
+    from conveyor import BIN
+    full = {k: v for k, v in os.environ.items() if k in ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    full.update(env)
+    p = subprocess.Popen([os.path.join(BIN, f"{name}-service")], env=full,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out.decode()
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        out, _ = p.communicate(timeout=30)
+        return None, out.decode()
+
+
+@pytest.mark.parametrize("env,says", [
+    ({}, "AUTH_ISSUER: required"),
+    ({"AUTH_ISSUER": ISSUER}, "no key is set"),
+    ({"AUTH_ISSUER": ISSUER, "AUTH_HS256_SECRET": "short"}, "AUTH_HS256_SECRET: HS256 secret "
+                                                           "shorter than 32 bytes"),
+    ({"AUTH_ISSUER": ISSUER, "AUTH_JWKS_FILE": "/nonexistent/jwks.json"}, "AUTH_JWKS_FILE"),
+])
+def test_auth_on_by_default_and_bad_keys_stop_the_service(env, says):
+    """Without AUTH_REQUIRED the service requires authentication; missing or bad keys stop it
+    at start (before it connects to anything) with one line naming the variable."""
+    code, out = run_briefly("order", dict(env, DATABASE_URL="host=127.0.0.1 port=1 dbname=x"))
+    assert code == 1, out
+    assert says in out, out
+    assert "short" not in out.replace("shorter", "")  # the secret is never echoed
+
+
+def test_auth_off_warns_and_binds_to_loopback(system):
+    """AUTH_REQUIRED=false: a warning at start, and the API on 127.0.0.1 even when HTTP_BIND
+    asks for every address."""
+    from conveyor import free_port
+    port = free_port()
+    env = {"AUTH_REQUIRED": "false", "HTTP_BIND": "0.0.0.0", "HTTP_PORT": str(port),
+           "DATABASE_URL": system.inventory.env["DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": BROKERS,
+           "TOPIC_PREFIX": system.prefix, "INVENTORY_SEED": "false", "KAFKA_GROUP_ID":
+           system.prefix + "loopback-probe"}
+    code, out = run_briefly("inventory", env, timeout=8)
+    assert code is None, out  # it was running
+    assert "AUTH_REQUIRED=false" in out and '"level":"warn"' in out.replace(" ", ""), out
+    assert f"listening on 127.0.0.1:{port}" in out, out
+
+
 def test_no_token_or_key_in_logs(system, keys, log_dir):
     """Runs last in this module: none of the tokens made here, the HS256 secret or a private key
     appears in any service log."""
