@@ -209,9 +209,9 @@ int cv_http_auth_check(struct cv_http_auth *auth, struct cv_http_request *req,
     unsigned roles = claim_roles(json_object_get(claims, auth->roles_claim));
     if (strcmp(auth->roles_claim, "scope") != 0)
         roles |= claim_roles(json_object_get(claims, "scope"));
-    if (strlen(sub) == 0 || strlen(sub) >= sizeof(req->principal_sub)) {
+    if (sub == NULL || strlen(sub) == 0 || strlen(sub) >= sizeof(req->principal_sub)) {
         json_decref(claims);
-        reply_401(auth, resp, "invalid_token", "sub must have 1 to 255 bytes");
+        reply_401(auth, resp, "invalid_token", "sub must be a string of 1 to 255 bytes");
         return -1;
     }
     snprintf(req->principal_sub, sizeof(req->principal_sub), "%s", sub);

@@ -404,10 +404,6 @@ static int check_claims(json_t *claims, const struct cv_jwt_expect *expect, char
             return -1;
         }
     }
-    if (!json_is_string(json_object_get(claims, "sub"))) {
-        snprintf(errstr, errstr_size, "no sub claim");
-        return -1;
-    }
     return 0;
 }
 

@@ -379,6 +379,19 @@ def test_probe_and_metrics_stay_open(system):
     assert system.order.metric("http_auth_refused_total") > 0
 
 
+def test_make_up_token_tool(system, keys):
+    """deploy/local/token.py (what make up prints tokens with) mints tokens the services take."""
+    import subprocess
+    from conveyor import ROOT
+    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "deploy/local/token.py"),
+                          "--secret-file", keys.secret_path, "--issuer", ISSUER, "--sub", "dave",
+                          "--roles", "customer"], check=True, capture_output=True, text=True)
+    token = out.stdout.strip()
+    keys.issued.append(token)
+    assert call(system.inventory, "GET", "/inventory", token).status == 200
+    assert call(system.inventory, "PUT", "/inventory/X-1", token, {"available": 1}).status == 403
+
+
 def run_briefly(name, env, timeout=20):
     """Starts a service binary with env on top of the harness's; returns (exit code or None if
     still running after the wait, its output)."""

@@ -36,9 +36,9 @@ struct cv_jwt_expect {
 };
 
 /* Verifies token's signature with the key its header's kid names (or, without kid, each key of
- * the header's algorithm), then iss, aud, exp (required), nbf. Returns the claims (caller
- * decrefs), or NULL with the reason in errstr ("expired", "bad signature", ...: never the
- * token itself). */
+ * the header's algorithm), then iss, aud, exp (required) and nbf; sub and the other claims are
+ * the caller's to check. Returns the claims (caller decrefs), or NULL with the reason in errstr
+ * ("expired", "bad signature", ...: never the token itself). */
 json_t *cv_jwt_verify(const struct cv_jwt_keys *keys, const char *token,
                       const struct cv_jwt_expect *expect, char *errstr, size_t errstr_size);
 
