@@ -372,6 +372,21 @@ def test_rate_limit_per_subject(system, keys):
     assert call(system.order, "POST", "/orders", token, body).status == 201
 
 
+def test_header_size_limit(system, keys):
+    """HTTP_MAX_HEADER_BYTES (64 KiB by default): larger request headers get 431, and the
+    service goes on answering."""
+    import socket
+    token = keys.token("carol", ["customer"])
+    with socket.create_connection(("127.0.0.1", system.inventory.port), timeout=10) as s:
+        s.sendall(b"GET /inventory HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 +
+                  b"\r\n\r\n")
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:80]
+    r = http("GET", system.inventory.url + "/inventory",
+             headers={"Authorization": "Bearer " + token, "X-Fine": "b" * 16000})
+    assert r.status == 200
+
+
 def test_probe_and_metrics_stay_open(system):
     for svc in system.services.values():
         for path in ("/healthz", "/readyz", "/metrics"):
