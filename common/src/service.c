@@ -626,9 +626,8 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         cv_log_error("schemas: %s", errstr);
         goto out;
     }
-    if (setup_auth(svc) < 0 || setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_waiters(svc) < 0 ||
-        setup_http(svc) < 0 ||
-        setup_kafka(svc) < 0)
+    if (setup_auth(svc) < 0 || setup_database(svc) < 0 || setup_producer(svc) < 0 ||
+        setup_waiters(svc) < 0 || setup_http(svc) < 0 || setup_kafka(svc) < 0)
         goto out;
     if (cv_service_housekeeping_start(svc) < 0) {
         cv_log_error("cannot start the housekeeping thread");

@@ -34,7 +34,9 @@ auth_dir=$run_dir/auth
 auth_env=()
 if [ "$auth_required" = true ]; then
     (umask 077; mkdir -p "$auth_dir"
-     [ -s "$auth_dir/hs256.secret" ] || head -c 48 /dev/urandom | base64 -w0 >"$auth_dir/hs256.secret")
+     if [ ! -s "$auth_dir/hs256.secret" ]; then
+         head -c 48 /dev/urandom | base64 -w0 >"$auth_dir/hs256.secret"
+     fi)
     auth_env=(AUTH_REQUIRED=true AUTH_ISSUER=conveyor-local AUTH_AUDIENCE=conveyor
               AUTH_HS256_SECRET_FILE="$auth_dir/hs256.secret")
 else

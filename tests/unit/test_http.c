@@ -841,7 +841,8 @@ START_TEST(test_bad_configuration)
     /* A route must say who may call it: no access stated is not "open". */
     static const struct cv_http_route unstated[] = {{"GET", "/orders/{id}", get_order, 0}};
     ck_assert_ptr_null(cv_http_server_new(&cfg, unstated, 1, NULL, NULL, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "http: route GET /orders/{id} states no access (CV_HTTP_OPEN or roles)");
+    ck_assert_str_eq(errstr,
+                     "http: route GET /orders/{id} states no access (CV_HTTP_OPEN or roles)");
     static const struct cv_http_route rate_only[] = {
         {"POST", "/orders", post_order, CV_HTTP_RATE_LIMITED}};
     ck_assert_ptr_null(cv_http_server_new(&cfg, rate_only, 1, NULL, NULL, errstr, sizeof(errstr)));

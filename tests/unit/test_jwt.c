@@ -22,6 +22,8 @@ static char rsa_pem[256], ec_pem[256], rsa_small_pem[256], jwks_path[256];
 static char *rsa_pem_text; /* the RSA public key as PEM text: the confused HMAC key */
 static const unsigned char hs_secret[] = "0123456789abcdef0123456789abcdef-local";
 static const time_t NOW = 1700000000;
+static const char RS_R1[] = "{\"alg\":\"RS256\",\"kid\":\"r1\"}";
+static const char ES_E1[] = "{\"alg\":\"ES256\",\"kid\":\"e1\"}";
 
 static char *b64url(const unsigned char *data, size_t len)
 {
@@ -157,13 +159,16 @@ static void setup(void)
     rsa_pem_text = calloc(1, 4096);
     ck_assert_uint_gt(fread(rsa_pem_text, 1, 4095, f), 0);
     fclose(f);
-    char *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N, 0), *e = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_E, 0);
+    char *n = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_N, 0);
+    char *e = bn_b64(rsa_key, OSSL_PKEY_PARAM_RSA_E, 0);
     char *x = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_X, 32);
     char *y = bn_b64(ec_key, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
     f = fopen(jwks_path, "w");
     fprintf(f,
-            "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r1\",\"alg\":\"RS256\",\"n\":\"%s\",\"e\":\"%s\"},"
-            "{\"kty\":\"EC\",\"kid\":\"e1\",\"use\":\"sig\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"},"
+            "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r1\",\"alg\":\"RS256\","
+            "\"n\":\"%s\",\"e\":\"%s\"},"
+            "{\"kty\":\"EC\",\"kid\":\"e1\",\"use\":\"sig\",\"crv\":\"P-256\","
+            "\"x\":\"%s\",\"y\":\"%s\"},"
             "{\"kty\":\"oct\",\"kid\":\"skipped\",\"k\":\"AAAA\"},"
             "{\"kty\":\"RSA\",\"kid\":\"enc\",\"use\":\"enc\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
             n, e, x, y);
@@ -225,9 +230,9 @@ START_TEST(test_each_algorithm)
 {
     struct cv_jwt_keys *keys = keys_all();
     char why[128];
-    char *rs = make_token("{\"alg\":\"RS256\",\"kid\":\"r1\"}", claims_ok, "RS256", rsa_key, NULL, 0);
+    char *rs = make_token(RS_R1, claims_ok, "RS256", rsa_key, NULL, 0);
     char *rs_nokid = make_token("{\"alg\":\"RS256\"}", claims_ok, "RS256", rsa_key, NULL, 0);
-    char *es = make_token("{\"alg\":\"ES256\",\"kid\":\"e1\"}", claims_ok, "ES256", ec_key, NULL, 0);
+    char *es = make_token(ES_E1, claims_ok, "ES256", ec_key, NULL, 0);
     char *hs = make_token("{\"alg\":\"HS256\"}", claims_ok, "HS256", NULL, hs_secret,
                           sizeof(hs_secret) - 1);
     ck_assert_msg(accepted(keys, rs, &expect, why, sizeof(why)), "RS256: %s", why);
@@ -279,7 +284,7 @@ START_TEST(test_forgeries)
                                    rsa_key, NULL, 0);
     ck_assert(!accepted(keys, unknown_kid, &expect, why, sizeof(why)));
     /* Claims changed after signing. */
-    char *rs = make_token("{\"alg\":\"RS256\",\"kid\":\"r1\"}", claims_ok, "RS256", rsa_key, NULL, 0);
+    char *rs = make_token(RS_R1, claims_ok, "RS256", rsa_key, NULL, 0);
     char *other = make_token("{\"alg\":\"RS256\",\"kid\":\"r1\"}",
                              "{\"iss\":\"https://id.test\",\"aud\":\"conveyor\",\"sub\":\"bob\","
                              "\"exp\":1700000600}", "RS256", rsa_key, NULL, 0);
