@@ -5,11 +5,14 @@
 # the command runs (the broker by default).
 set -euo pipefail
 conf=/opt/kafka/config/server.properties
-jvm_vars=' KAFKA_HEAP_OPTS KAFKA_OPTS KAFKA_LOG4J_OPTS KAFKA_JMX_OPTS KAFKA_JVM_PERFORMANCE_OPTS KAFKA_GC_LOG_OPTS KAFKA_TOOL_HEAP_OPTS KAFKA_VERSION '
+# The official image's exclusions (and this image's own KAFKA_TOOL_HEAP_OPTS).
+jvm_vars=' KAFKA_VERSION KAFKA_HEAP_OPTS KAFKA_LOG4J_OPTS KAFKA_OPTS KAFKA_JMX_OPTS
+    KAFKA_JVM_PERFORMANCE_OPTS KAFKA_GC_LOG_OPTS KAFKA_LOG4J_ROOT_LOGLEVEL KAFKA_LOG4J_LOGGERS
+    KAFKA_TOOLS_LOG4J_LOGLEVEL KAFKA_TOOL_HEAP_OPTS '
 : >"$conf"
 while IFS='=' read -r name _; do
     case $name in KAFKA_*) ;; *) continue ;; esac
-    case $jvm_vars in *" $name "*) continue ;; esac
+    case $jvm_vars in *[[:space:]]"$name"[[:space:]]*) continue ;; esac
     key=${name#KAFKA_}
     key=${key,,}
     key=${key//___/-}
