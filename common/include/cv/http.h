@@ -79,6 +79,12 @@ const char *cv_http_body(const struct cv_http_request *req, size_t *len);
  * Returns the object (caller decrefs) or NULL after replying. Duplicate keys are malformed. */
 json_t *cv_http_json_body(struct cv_http_request *req, struct cv_http_response *resp);
 
+/* Conditional requests: whether the value of an If-Match (weak 0: strong comparison, a weak tag
+ * never matches) or If-None-Match (weak 1) header matches etag, the resource's current strong
+ * entity tag with its quotes ("\"7\""). Returns 1 when "*" or one of the listed tags matches, 0
+ * when none does, -1 when header is NULL or not a valid "*" or list of entity tags. */
+int cv_http_etag_match(const char *header, const char *etag, int weak);
+
 /* Replies: the last call wins for status and body; headers accumulate. */
 
 /* JSON body followed by a newline, Content-Type application/json. Takes ownership of body;
