@@ -398,9 +398,23 @@ def main():
         inv = of_service("inventory")
         victim = inv[1]
 
+        scarce = sorted(skus, key=skus.get)[0]
+        adjusted = {}
+
         def kill():
             run("docker", "kill", victim["Id"])
             log(f"docker kill {victim['Name'].lstrip('/')} after {BURST // 3} orders accepted")
+            # Goods received mid-burst, the request sent twice with one Idempotency-Key: the
+            # stock grows once.
+            key = {"Idempotency-Key": f"receive-{tag}"}
+            body = {"delta": 40, "reason": "received mid-burst"}
+            answers = [post(f"/inventory/{scarce}/adjust", body, headers=key) for _ in range(2)]
+            assert [a.status for a in answers] == [200, 200], [(a.status, a.body) for a in answers]
+            first, again = (a.json() for a in answers)
+            assert again == first, (first, again)
+            assert answers[1].headers.get("Idempotent-Replayed") == "true", answers[1].headers
+            adjusted[scarce] = 40
+            log(f"POST /inventory/{scarce}/adjust +40 twice with one Idempotency-Key: 200, 200")
         t = time.monotonic()
         placed = burst(BURST, f"burst-{tag}", skus, during=kill, at=BURST // 3)
         log(f"{len(placed)} orders accepted in {time.monotonic() - t:.1f} s")
@@ -414,9 +428,10 @@ def main():
         decided_once(placed)
         log("each order: one reservation row, one decision event id on the inventory topic "
             "(kcat from the host, decoded by python-avro), recorded once by audit")
-        check_stock(skus, placed, statuses)
-        log("stock invariants: available + reserved + shipped = stock set, reserved = sum of "
-            "scheduled orders, available >= 0")
+        assert adjusted, "the adjustment did not run"
+        check_stock({k: n + adjusted.get(k, 0) for k, n in skus.items()}, placed, statuses)
+        log("stock invariants: available + reserved + shipped = stock set + the one adjustment, "
+            "reserved = sum of scheduled orders, available >= 0")
         state.update(placed=placed, statuses=statuses)
 
     with step("docker stop (SIGTERM) of one container of each service exits 0; all back"):
