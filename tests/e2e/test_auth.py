@@ -441,19 +441,22 @@ def test_auth_on_by_default_and_bad_keys_stop_the_service(env, says):
     assert "short" not in out.replace("shorter", "")  # the secret is never echoed
 
 
-def test_auth_off_warns_and_binds_to_loopback(system):
+@pytest.mark.parametrize("bind_any,address", [(None, "127.0.0.1"), ("true", "0.0.0.0")])
+def test_auth_off_warns_and_binds_to_loopback(system, bind_any, address):
     """AUTH_REQUIRED=false: a warning at start, and the API on 127.0.0.1 even when HTTP_BIND
-    asks for every address."""
+    asks for every address, unless AUTH_OFF_BIND_ANY (compose: behind its gateway)."""
     from conveyor import free_port
     port = free_port()
     env = {"AUTH_REQUIRED": "false", "HTTP_BIND": "0.0.0.0", "HTTP_PORT": str(port),
            "DATABASE_URL": system.inventory.env["DATABASE_URL"], "KAFKA_BOOTSTRAP_SERVERS": BROKERS,
            "TOPIC_PREFIX": system.prefix, "INVENTORY_SEED": "false", "KAFKA_GROUP_ID":
            system.prefix + "loopback-probe"}
+    if bind_any:
+        env["AUTH_OFF_BIND_ANY"] = bind_any
     code, out = run_briefly("inventory", env, timeout=8)
     assert code is None, out  # it was running
     assert "AUTH_REQUIRED=false" in out and '"level":"warn"' in out.replace(" ", ""), out
-    assert f"listening on 127.0.0.1:{port}" in out, out
+    assert f"listening on {address}:{port}" in out, out
 
 
 def test_no_token_or_key_in_logs(system, keys, log_dir):
