@@ -28,11 +28,23 @@ struct cv_service {
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;
     int kafka_ok;
+    /* registry mode (service_registry.c): NULL without SCHEMA_REGISTRY_URL */
+    struct cv_avro_registry *registry;
+    pthread_t registry_thread;
+    int registry_started;
+    char registry_wait[600]; /* why start-up waits for the registry, "" once done (ready_lock) */
 };
 
 /* Starts / stops the consumer loop thread (service_consumer.c). */
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);
 void cv_service_consumer_stop(struct cv_service *svc);
+
+/* Registry mode (service_registry.c): with SCHEMA_REGISTRY_URL set, makes the client and
+ * registers the service's schemas, waiting for the registry (bounded; cancel stops the wait)
+ * and starts the background re-registration. 0, or -1 after logging why. */
+int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel);
+/* Stops the background check (after svc->stop is set) and frees the client. */
+void cv_service_registry_stop(struct cv_service *svc);
 
 /* Writes a dead-letter record for msg (its key, value and headers, plus why and where from)
  * to the outbox on conn, in the open transaction (service_emit.c). */

@@ -164,12 +164,12 @@ start() {
     # In-memory (H2) storage is the default. The management interface (health, metrics) would
     # listen on 0.0.0.0:9000: keep it on loopback, on a port the kernel picks.
     # shellcheck disable=SC2016
-    (cd "$app" && setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' registry "$run_dir/registry.pid" \
-        "$java" "${heap[@]}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
+    setsid bash -c 'echo $$ >"$1"; cd "$2" || exit 1; shift 2; exec "$@"' registry \
+        "$run_dir/registry.pid" "$app" "$java" "${heap[@]}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
         "-Dconveyor.registry.dir=$run_dir" \
         -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$REGISTRY_PORT" \
         -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=0 \
-        -jar quarkus-run.jar </dev/null >>"$run_dir/registry.log" 2>&1 &)
+        -jar quarkus-run.jar </dev/null >>"$run_dir/registry.log" 2>&1 &
 
     local deadline=$((SECONDS + REGISTRY_START_TIMEOUT))
     until [[ -s $run_dir/registry.pid ]] && registry_pid "$run_dir" >/dev/null && registry_ready; do
