@@ -19,7 +19,8 @@ import pytest
 import avro_peer
 from avro_crosscheck import from_python, to_python
 from conftest import make_system
-from conveyor import BIN, BROKERS, ROOT, free_port, http, kcat_records, wait_until
+from conveyor import (BIN, BROKERS, ROOT, free_port, http, kafka_tool, kcat_records,
+                      wait_until)
 
 REGISTRY_SH = os.path.join(ROOT, "deploy", "local", "registry.sh")
 TOPICS = ("orders", "inventory", "shipments")
@@ -188,6 +189,26 @@ def test_v1_consumer_reads_v2_events_through_the_registry(system, registry):
     assert mine[0]["framing"] == "confluent" and mine[0]["schema_id"] == v2_id
     assert mine[0]["value"]["gift_note"] == "happy birthday"
     assert all("error" not in r for r in lines), [r for r in lines if "error" in r]
+
+
+def test_kafka_console_consumer_prints_json(system, registry):
+    """Kafka's own console consumer with Apicurio's Avro deserializer (kafka.sh fetches it)
+    prints every value as JSON: the registry's native API resolves the same ids."""
+    topic = system.prefix + "orders"
+    n = len(kcat_records(topic))
+    native = registry.url.replace("/apis/ccompat/v7", "/apis/registry/v3")
+    out = kafka_tool("avro-console-consumer", "--bootstrap-server", BROKERS, "--topic", topic,
+                     "--from-beginning", "--max-messages", str(n), "--timeout-ms", "30000",
+                     "--formatter-property", "print.key=true",
+                     "--formatter-property",
+                     f"value.deserializer.apicurio.registry.url={native}")
+    rows = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line]
+    assert len(rows) == n, (out.stdout, out.stderr[-2000:])
+    for key, value in rows:
+        event = json.loads(value)
+        assert event["order_id"] == key
+        assert event["metadata"]["event_id"]
+    assert any(json.loads(v).get("gift_note") == "happy birthday" for _, v in rows)
 
 
 def test_registry_restarted_mid_run(system, registry):
