@@ -378,6 +378,12 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
     }
+    if (cv_service_registry_init(svc, errstr, sizeof(errstr)) < 0) {
+        fprintf(stderr, "%s: %s\n", program, errstr);
+        cv_config_destroy(svc->cfg);
+        pthread_mutex_destroy(&svc->ready_lock);
+        return 2;
+    }
     cv_log_init(program, level);
     name_topics(svc);
 

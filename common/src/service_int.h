@@ -39,9 +39,11 @@ struct cv_service {
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);
 void cv_service_consumer_stop(struct cv_service *svc);
 
-/* Registry mode (service_registry.c): with SCHEMA_REGISTRY_URL set, makes the client and
- * registers the service's schemas, waiting for the registry (bounded; cancel stops the wait)
- * and starts the background re-registration. 0, or -1 after logging why. */
+/* Registry mode (service_registry.c). init: with SCHEMA_REGISTRY_URL set, checks the settings
+ * and makes the client (no request yet); 0, or -1 with errstr naming the variable. start:
+ * registers the service's schemas, waiting for the registry (bounded; cancel stops the wait),
+ * and starts the background re-registration; 0, or -1 after logging why. */
+int cv_service_registry_init(struct cv_service *svc, char *errstr, size_t errstr_size);
 int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel);
 /* Stops the background check (after svc->stop is set) and frees the client. */
 void cv_service_registry_stop(struct cv_service *svc);

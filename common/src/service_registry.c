@@ -75,12 +75,11 @@ static void *check_main(void *arg)
     return NULL;
 }
 
-int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel)
+int cv_service_registry_init(struct cv_service *svc, char *errstr, size_t errstr_size)
 {
     const char *url = cv_config_str(svc->cfg, "SCHEMA_REGISTRY_URL");
     if (!url[0])
         return 0;
-    char errstr[512];
     struct cv_avro_registry_conf conf = {
         .url = url,
         .user = cv_config_str(svc->cfg, "SCHEMA_REGISTRY_USER"),
@@ -88,11 +87,20 @@ int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel
         .ca_file = cv_config_str(svc->cfg, "SCHEMA_REGISTRY_CA_FILE"),
         .timeout_ms = cv_config_int(svc->cfg, "SCHEMA_REGISTRY_TIMEOUT_MS"),
     };
-    svc->registry = cv_avro_registry_new(&conf, errstr, sizeof(errstr));
+    char err[256];
+    svc->registry = cv_avro_registry_new(&conf, err, sizeof(err));
     if (!svc->registry) {
-        cv_log_error("SCHEMA_REGISTRY_URL: %s", errstr);
+        snprintf(errstr, errstr_size, "SCHEMA_REGISTRY_URL: %s", err);
         return -1;
     }
+    return 0;
+}
+
+int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel)
+{
+    char errstr[512];
+    if (!svc->registry)
+        return 0;
     if (!svc->topic[0])
         return 0; /* consumes only: ids are resolved as records arrive */
 

@@ -20,8 +20,8 @@ import pytest
 import avro_peer
 from avro_crosscheck import from_python, to_python
 from conftest import make_system
-from conveyor import (BIN, BROKERS, ROOT, free_port, http, kafka_tool, kcat_records,
-                      wait_until)
+from conveyor import (BIN, BROKERS, ROOT, Service, free_port, http, kafka_tool,
+                      kcat_records, wait_until)
 
 REGISTRY_SH = os.path.join(ROOT, "deploy", "local", "registry.sh")
 TOPICS = ("orders", "inventory", "shipments")
@@ -256,6 +256,21 @@ def test_an_id_of_another_type_than_ce_type_is_refused(system, registry):
     reason = dead_letters(system)[0]["headers"]["dlq_reason"]
     assert "ce_type" in reason and "conveyor.StockReserved" in reason, reason
     assert system.stock("REG-5")["reserved"] == 0
+
+
+def test_start_up_gives_up_on_a_registry_that_never_answers(system, log_dir):
+    """Bounded wait: SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS, then exit 1 naming the registry; a
+    URL that is not http(s) stops the service at once (exit 2), naming the variable."""
+    env = {"SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7",
+           "SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS": "1500", "TOPIC_PREFIX": system.prefix}
+    svc = Service("order", system.dbs["order"], free_port(), log_dir, env).start(wait=False)
+    assert svc.proc.wait(60) == 1
+    log = open(svc.log_path, encoding="utf-8").read()
+    assert "schema registry" in log and "SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS" in log, log[-2000:]
+    bad = Service("order", system.dbs["order"], free_port(), log_dir,
+                  {"SCHEMA_REGISTRY_URL": "ftp://registry"}).start(wait=False)
+    assert bad.proc.wait(30) == 2
+    assert "SCHEMA_REGISTRY_URL" in open(bad.log_path, encoding="utf-8").read()
 
 
 def test_kafka_console_consumer_prints_json(system, registry):
