@@ -36,6 +36,11 @@ struct cv_service {
     pthread_t registry_thread;
     int registry_started;
     char registry_wait[600]; /* why start-up waits for the registry, "" once done (ready_lock) */
+    /* housekeeping (service_housekeeping.c); outbox_stalled and its reason under ready_lock */
+    pthread_t housekeeping_thread;
+    int housekeeping_started;
+    int outbox_stalled;
+    char outbox_stall_reason[192];
 };
 
 /* Starts / stops the consumer loop thread (service_consumer.c). */
@@ -50,6 +55,14 @@ int cv_service_registry_init(struct cv_service *svc, char *errstr, size_t errstr
 int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel);
 /* Stops the background check (after svc->stop is set) and frees the client. */
 void cv_service_registry_stop(struct cv_service *svc);
+/* Starts / stops the housekeeping thread (service_housekeeping.c): outbox gauges and stall
+ * state every second, purges every HOUSEKEEPING_INTERVAL_SECONDS. Stop after svc->stop is set. */
+int cv_service_housekeeping_start(struct cv_service *svc);
+void cv_service_housekeeping_stop(struct cv_service *svc);
+/* Checks that PROCESSED_EVENTS_RETENTION_HOURS exceeds the retention.ms of every topic the
+ * service consumes, asking the broker until it answers or *give_up. 0, or -1 after logging
+ * the one line that says why. */
+int cv_service_check_retention(struct cv_service *svc, const volatile int *give_up);
 
 /* Writes a dead-letter record for msg (its key, value and headers, plus why and where from)
  * to the outbox on conn, in the open transaction (service_emit.c). */
