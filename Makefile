@@ -2,7 +2,8 @@
 #   make            build everything (warning-free, -Werror)
 #   make test       unit, integration and end-to-end tests against a real Kafka and PostgreSQL
 #   make asan       the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
-#   make up / down  run the whole system natively / stop it
+#   make compose-test  docker-compose.yml for real: scaled, replicas killed, down and up again
+#   make up / down  run the whole system natively / stop it (REPLICAS="inventory=3 shipping=2")
 #   make lint       clang-tidy and cppcheck
 #   make bench      benchmarks that print figures
 #   make fuzz       coverage-guided fuzzing of the input parsers (FUZZ_SECONDS per harness)
@@ -36,7 +37,7 @@ INT_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,\
 SVC_TESTS := $(patsubst tests/services/%.c,$(BUILD)/tests/services/%,\
 	$(wildcard tests/services/*/test_*.c))
 
-.PHONY: all tests test asan lint bench fuzz up down clean deps
+.PHONY: all tests test asan compose-test lint bench fuzz up down clean deps
 .SUFFIXES:
 
 all: $(LIB) $(BINS)
@@ -119,6 +120,9 @@ test: deps
 asan:
 	$(MAKE) test BUILD=build-asan OPT=-O1 SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all"
 
+compose-test: deps
+	tests/compose/run.sh
+
 lint: deps
 	$(MAKE) all
 	tests/harness/lint.sh
@@ -132,7 +136,7 @@ fuzz: deps
 
 up: deps
 	$(MAKE) all
-	BUILD=$(BUILD) deploy/local/up.sh
+	BUILD=$(BUILD) REPLICAS="$(REPLICAS)" deploy/local/up.sh
 
 down:
 	deploy/local/down.sh
