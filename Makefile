@@ -10,7 +10,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := rdkafka avro-c libmicrohttpd jansson libpq libcrypto
+PKGS := rdkafka avro-c libmicrohttpd jansson libpq libcurl libcrypto
 SAN_FLAGS ?=
 OPT ?= -O2
 
@@ -29,7 +29,8 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o \
 	$(BUILD)/gen/common_migrations.o
 LIB := $(BUILD)/libconveyor.a
 
-BINS := $(SERVICES:%=$(BUILD)/bin/%-service) $(BUILD)/bin/cv-avro $(BUILD)/bin/cv-dlq
+BINS := $(SERVICES:%=$(BUILD)/bin/%-service) $(BUILD)/bin/cv-avro $(BUILD)/bin/cv-dlq \
+	$(BUILD)/bin/cv-tail
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 INT_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,\
 	$(wildcard tests/integration/test_*.c))
@@ -63,6 +64,10 @@ $(LIB): $(COMMON_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/bin/cv-%: common/tools/cv-%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+$(BUILD)/bin/cv-tail: common/tools/cv-tail.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
