@@ -31,7 +31,17 @@ struct cv_service {
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;
     int kafka_ok;
+    /* librdkafka properties of TLS and SASL given to every Kafka client: name, value pairs,
+     * NULL-terminated; values borrow from cfg or kafka_password */
+    const char *kafka_props[16];
+    char *kafka_password; /* read from KAFKA_SASL_PASSWORD_FILE; owned, wiped when freed */
 };
+
+/* Checks the transport security settings (Kafka TLS/SASL, PostgreSQL sslmode) and fills
+ * kafka_props; 0, or -1 with errstr naming the variable (service_security.c). The free wipes
+ * the password read from a file. */
+int cv_service_security_init(struct cv_service *svc, char *errstr, size_t errstr_size);
+void cv_service_security_free(struct cv_service *svc);
 
 /* Starts / stops the consumer loop thread (service_consumer.c). */
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);
