@@ -199,14 +199,10 @@ void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db
     }
 }
 
-/* /readyz: the database answers, a broker answers, the consumer loop runs. */
+/* /readyz: a broker answers, the consumer loop runs, the database answers. */
 static int service_ready(void *app, char *reason, size_t reason_size)
 {
     struct cv_service *svc = app;
-    if (svc->def->consumes && !svc->consumer_running) {
-        snprintf(reason, reason_size, "consumer not running");
-        return 0;
-    }
     pthread_mutex_lock(&svc->ready_lock);
     int64_t now = cv_monotonic_ms();
     if (now - svc->kafka_checked_ms > 1000) {
@@ -216,7 +212,12 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     int kafka_ok = svc->kafka_ok;
     pthread_mutex_unlock(&svc->ready_lock);
     if (!kafka_ok) {
-        snprintf(reason, reason_size, "kafka unreachable");
+        /* first: a broker that refuses our credentials also keeps the consumer from starting */
+        snprintf(reason, reason_size, "kafka unreachable (the log says why)");
+        return 0;
+    }
+    if (svc->def->consumes && !svc->consumer_running) {
+        snprintf(reason, reason_size, "consumer not running");
         return 0;
     }
     struct cv_db_err err;
