@@ -161,8 +161,11 @@ def test_wrong_password_never_ready_and_says_why(broker, log_dir):
             return b"kafka unreachable" in r.body
         wait_until(not_ready_for_kafka, 20, 0.3, "/readyz naming kafka")
         assert svc.proc.poll() is None  # it keeps trying: a rotated Secret heals it
+        assert svc.stop() == 0  # SIGTERM while it waits for the broker: a clean exit
         with open(svc.log_path, errors="replace") as f:
-            assert broker["passwords"]["order"] not in f.read()
+            text = f.read()
+        assert broker["passwords"]["order"] not in text
+        assert "not-" + broker["passwords"]["order"] not in text
     finally:
         system.stop()
         system.drop()
