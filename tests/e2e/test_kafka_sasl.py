@@ -133,6 +133,8 @@ def test_saga_completes_over_sasl_ssl(broker, log_dir):
         codes = system.stop()
         assert codes == {name: 0 for name in codes}
         text = logs_of(log_dir, system)
+        with open(os.path.join(broker["run_dir"], "kafka.log"), errors="replace") as f:
+            text += f.read()
         for pw in broker["passwords"].values():
             assert pw not in text
     finally:
