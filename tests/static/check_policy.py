@@ -2,6 +2,7 @@
 """Checks the security policy of what a kustomization renders (`kubectl kustomize DIR`):
 
     check_policy.py DIR...
+    check_policy.py --self-test DIR   the checks must catch weakened copies of DIR's objects
 
 Every workload (Deployment, StatefulSet, DaemonSet, Job, CronJob) must, for each of its
 containers and init containers:
@@ -76,13 +77,63 @@ def check_container(where, c, pod_sc):
     return problems
 
 
-def check(directory):
+def render(directory):
+    """The objects kubectl kustomize renders, or a problem string."""
     try:
         out = subprocess.run(["kubectl", "kustomize", directory], capture_output=True, text=True,
                              check=True).stdout
     except subprocess.CalledProcessError as e:
-        return [f"{directory}: kubectl kustomize failed: {e.stderr.strip()}"]
-    objects = [o for o in yaml.safe_load_all(out) if isinstance(o, dict)]
+        return f"{directory}: kubectl kustomize failed: {e.stderr.strip()}"
+    return [o for o in yaml.safe_load_all(out) if isinstance(o, dict)]
+
+
+def check(directory):
+    objects = render(directory)
+    if isinstance(objects, str):
+        return [objects]
+    return check_objects(directory, objects)
+
+
+def self_test(directory):
+    """Each weakening of the rendered objects must be reported; returns what was missed."""
+    import copy
+    objects = render(directory)
+    if isinstance(objects, str):
+        return [objects]
+    if check_objects(directory, objects):
+        return [f"{directory}: not clean to begin with"]
+
+    def first_container(objs):
+        d = next(o for o in objs if o.get("kind") == "Deployment")
+        return pod_template(d)["spec"]["containers"][0]
+
+    def drop_key(objs, key):
+        first_container(objs)["securityContext"].pop(key)
+
+    def set_key(objs, key, value):
+        first_container(objs)["securityContext"][key] = value
+
+    cases = {
+        "writable root filesystem": lambda o: drop_key(o, "readOnlyRootFilesystem"),
+        "privilege escalation": lambda o: set_key(o, "allowPrivilegeEscalation", True),
+        "capabilities kept": lambda o: set_key(o, "capabilities", {"drop": ["NET_RAW"]}),
+        "root user": lambda o: set_key(o, "runAsUser", 0),
+        "no memory limit": lambda o: first_container(o)["resources"]["limits"].pop("memory"),
+        "no NetworkPolicy": lambda o: o.__setitem__(
+            slice(None), [x for x in o if x.get("kind") != "NetworkPolicy"]),
+        "another path exposed": lambda o: next(x for x in o if x.get("kind") == "Ingress")[
+            "spec"]["rules"][0]["http"]["paths"].append({"path": "/inventory"}),
+    }
+    missed = []
+    for name, weaken in cases.items():
+        objs = copy.deepcopy(objects)
+        weaken(objs)
+        if not check_objects(directory, objs):
+            missed.append(f"{directory}: self-test: {name} was not reported")
+    return missed
+
+
+def check_objects(directory, objects):
     policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
     problems, seen = [], 0
     for obj in objects:
@@ -124,6 +175,14 @@ def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
+    if sys.argv[1] == "--self-test":
+        if len(sys.argv) != 3:
+            print(__doc__, file=sys.stderr)
+            return 2
+        missed = self_test(sys.argv[2])
+        for m in missed:
+            print(m)
+        return 1 if missed else 0
     problems = []
     for d in sys.argv[1:]:
         problems += check(d)

@@ -60,6 +60,8 @@ for k in "${kustomizations[@]}"; do
     check "kustomize: $k" kubectl kustomize "$k" -o /dev/null
 done
 
+check "policy: the check catches weakened manifests" \
+    /usr/bin/python3 tests/static/check_policy.py --self-test deploy/k8s/base
 for k in "${kustomizations[@]}"; do
     check "policy: $k" /usr/bin/python3 tests/static/check_policy.py "$k"
 done
