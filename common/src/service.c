@@ -298,7 +298,8 @@ static int setup_producer(struct cv_service *svc)
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-producer", svc->def->name);
     svc->producer = cv_kafka_producer_new(cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS"),
-                                          client_id, svc->kafka_props, errstr, sizeof(errstr));
+                                          client_id, svc->kafka_sec.props, errstr,
+                                          sizeof(errstr));
     if (!svc->producer) {
         cv_log_error("kafka producer: %s", errstr);
         return -1;

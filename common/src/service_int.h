@@ -31,10 +31,8 @@ struct cv_service {
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;
     int kafka_ok;
-    /* librdkafka properties of TLS and SASL given to every Kafka client: name, value pairs,
-     * NULL-terminated; values borrow from cfg or kafka_password */
-    const char *kafka_props[16];
-    char *kafka_password; /* read from KAFKA_SASL_PASSWORD_FILE; owned, wiped when freed */
+    /* TLS and SASL given to every Kafka client (service_security.c); borrows from cfg */
+    struct cv_kafka_security kafka_sec;
     /* housekeeping (service_housekeeping.c); outbox_stalled and its reason under ready_lock */
     pthread_t housekeeping_thread;
     int housekeeping_started;
@@ -43,7 +41,7 @@ struct cv_service {
 };
 
 /* Checks the transport security settings (Kafka TLS/SASL, PostgreSQL sslmode) and fills
- * kafka_props; 0, or -1 with errstr naming the variable (service_security.c). The free wipes
+ * kafka_sec; 0, or -1 with errstr naming the variable (service_security.c). The free wipes
  * the password read from a file. */
 int cv_service_security_init(struct cv_service *svc, char *errstr, size_t errstr_size);
 void cv_service_security_free(struct cv_service *svc);
