@@ -7,10 +7,14 @@
 #   env          every variable set for a service (docker-compose.yml, each rendered
 #                kustomization, the image's Dockerfile) is one its --help documents, with a
 #                valid literal value, and none it requires is missing (tests/static/check_env.py)
+#   policy       each rendered kustomization: every workload non-root, read-only root
+#                filesystem, no privilege escalation, capabilities dropped, CPU and memory
+#                limits; a NetworkPolicy governs every pod's ingress and egress; the Ingress
+#                exposes only /orders (tests/static/check_policy.py)
 #   scripts      `shellcheck -x` (sourced files followed, from the repository root) on every
 #                *.sh of the repository (tracked, or untracked and not ignored)
-#   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker and .ci,
-#                with the configuration .yamllint
+#   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker, .ci and
+#                tests/compose, with the configuration .yamllint
 #   BUILD   build directory holding bin/<name>-service, read by the env checks [build]
 # Needs: docker-compose (v1 is enough), kubectl, shellcheck, yamllint, python3 with PyYAML,
 # git, and the service binaries (make).
@@ -56,6 +60,12 @@ for k in "${kustomizations[@]}"; do
     check "kustomize: $k" kubectl kustomize "$k" -o /dev/null
 done
 
+check "policy: the check catches weakened manifests" \
+    /usr/bin/python3 tests/static/check_policy.py --self-test deploy/k8s/base
+for k in "${kustomizations[@]}"; do
+    check "policy: $k" /usr/bin/python3 tests/static/check_policy.py "$k"
+done
+
 check "env: docker-compose.yml" /usr/bin/python3 tests/static/check_env.py compose docker-compose.yml
 for k in "${kustomizations[@]}"; do
     check "env: $k" /usr/bin/python3 tests/static/check_env.py kustomize "$k"
@@ -69,7 +79,7 @@ for f in "${scripts[@]}"; do
 done
 
 mapfile -t yamls < <(repo_files docker-compose.yml .yamllint 'deploy/k8s/*.yaml' 'deploy/k8s/*.yml' \
-    'deploy/docker/*.yaml' 'deploy/docker/*.yml' '.ci/*.yaml' '.ci/*.yml')
+    'deploy/docker/*.yaml' 'deploy/docker/*.yml' '.ci/*.yaml' '.ci/*.yml' 'tests/compose/*.yml')
 for f in "${yamls[@]}"; do
     check "yamllint: $f" yamllint --strict -c .yamllint "$f"
 done
