@@ -24,7 +24,19 @@ struct cv_db_pool {
     unsigned nidle;
     pthread_mutex_t lock;
     pthread_cond_t freed;
+    /* Circuit breaker: after the server failed to answer or to accept a connection, callers
+     * fail at once (503) until trouble_until; then one caller at a time probes it. 0: healthy.
+     * Guarded by lock. */
+    int64_t trouble_until;
+    char trouble[256];
 };
+
+/* Pause after a failure before the next probe of an unresponsive server. */
+#define TROUBLE_HOLD_MS 1000
+
+/* What the calling thread's last query learnt of the server, for cv_db_release to tell the
+ * pool: 1 it answered, -1 it did not answer in time, 0 no query since cv_db_acquire. */
+static __thread int thread_outcome;
 
 /* The process's connection options (cv_db_set_options), and the libpq keywords built from
  * them. Written once at start-up, before any thread connects. */
@@ -123,6 +135,7 @@ void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res)
         if (*p == '\n')
             *p = (p[1] ? ' ' : '\0');
     snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state ? state : "");
+    err->no_answer = 0;
     err->transient = !conn || PQstatus(conn) != CONNECTION_OK || !state ||
                      cv_db_sqlstate_transient(state);
 }
@@ -167,6 +180,7 @@ PGconn *cv_db_connect(const char *conninfo, struct cv_db_err *err)
         snprintf(err->msg, sizeof(err->msg), "out of memory");
         err->sqlstate[0] = '\0';
         err->transient = 1;
+        err->no_answer = 0;
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_processor, NULL);
@@ -243,6 +257,16 @@ void cv_db_pool_destroy(struct cv_db_pool *pool)
     free(pool);
 }
 
+/* Opens the circuit: callers fail fast for a while. Called with pool->lock held. */
+static void pool_trouble(struct cv_db_pool *pool, const char *why)
+{
+    if (!pool->trouble_until)
+        cv_log_warn("database: unavailable (%s): failing fast, probing every %d ms", why,
+                    TROUBLE_HOLD_MS);
+    pool->trouble_until = cv_monotonic_ms() + TROUBLE_HOLD_MS;
+    snprintf(pool->trouble, sizeof(pool->trouble), "%s", why);
+}
+
 PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
 {
     options_ensure();
@@ -255,7 +279,21 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    thread_outcome = 0;
     pthread_mutex_lock(&pool->lock);
+    if (pool->trouble_until) {
+        int64_t now = cv_monotonic_ms();
+        if (now < pool->trouble_until) {
+            snprintf(err->msg, sizeof(err->msg), "database unavailable (%s)", pool->trouble);
+            pthread_mutex_unlock(&pool->lock);
+            err->sqlstate[0] = '\0';
+            err->transient = 1;
+            err->no_answer = 0;
+            return NULL;
+        }
+        /* This caller probes; the others keep failing fast meanwhile. */
+        pool->trouble_until = now + answer_timeout_ms() + options.connect_timeout_s * 1000L;
+    }
     while (pool->nidle == 0) {
         if (wait_ms == 0) {
             pthread_cond_wait(&pool->freed, &pool->lock);
@@ -267,6 +305,7 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
                      pool->size);
             err->sqlstate[0] = '\0';
             err->transient = 1;
+            err->no_answer = 0;
             return NULL;
         }
     }
@@ -291,6 +330,7 @@ give_back:
     if (!conn) {
         /* Give the slot back empty so that a later call tries again. */
         pthread_mutex_lock(&pool->lock);
+        pool_trouble(pool, err->msg);
         pool->idle[pool->nidle++] = NULL;
         pthread_cond_signal(&pool->freed);
         pthread_mutex_unlock(&pool->lock);
@@ -303,6 +343,14 @@ void cv_db_release(struct cv_db_pool *pool, PGconn *conn)
     if (conn && PQtransactionStatus(conn) != PQTRANS_IDLE)
         cv_db_rollback(conn);
     pthread_mutex_lock(&pool->lock);
+    if (thread_outcome > 0 && pool->trouble_until) {
+        pool->trouble_until = 0;
+        cv_log_info("database: answering again");
+    } else if (thread_outcome > 0)
+        pool->trouble_until = 0;
+    else if (thread_outcome < 0)
+        pool_trouble(pool, "no answer from the database");
+    thread_outcome = 0;
     pool->idle[pool->nidle++] = conn;
     pthread_cond_signal(&pool->freed);
     pthread_mutex_unlock(&pool->lock);
@@ -340,6 +388,7 @@ static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *
             PGresult *r = PQgetResult(conn);
             if (!r) {
                 *res = first;
+                thread_outcome = 1;
                 return 0;
             }
             if (!first)
@@ -353,6 +402,8 @@ static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *
                      timeout_ms);
             err->sqlstate[0] = '\0';
             err->transient = 1;
+            err->no_answer = 1;
+            thread_outcome = -1;
             PQclear(first);
             conn_abandon(conn);
             return -1;
@@ -411,9 +462,11 @@ int cv_db_begin(PGconn *conn, struct cv_db_err *err)
 {
     if (cv_db_exec(conn, "BEGIN", 0, NULL, err) == 0)
         return 0;
-    if (PQstatus(conn) == CONNECTION_OK)
+    /* A server that does not answer is not asked again within the same call: the caller's
+     * wait stays bounded by one answer timeout. */
+    if (PQstatus(conn) == CONNECTION_OK || err->no_answer)
         return -1;
-    /* Dead before anything of the transaction ran: a new session, and BEGIN once more. */
+    /* Closed before anything of the transaction ran: a new session, and BEGIN once more. */
     cv_log_info("database: connection lost (%s); reconnecting once", err->msg);
     PQreset(conn);
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -436,6 +489,7 @@ int cv_db_commit(PGconn *conn, struct cv_db_err *err)
         snprintf(err->msg, sizeof(err->msg), "transaction was rolled back");
         err->sqlstate[0] = '\0';
         err->transient = 0;
+        err->no_answer = 0;
     }
     return ok ? 0 : -1;
 }

@@ -207,6 +207,40 @@ START_TEST(test_terminated_pooled_connection_is_replaced)
 }
 END_TEST
 
+START_TEST(test_unresponsive_server_makes_the_pool_fail_fast_then_probe)
+{
+    char errstr[256];
+    struct cv_db_pool *pool = cv_db_pool_new(conninfo, 3, errstr, sizeof(errstr));
+    ck_assert_msg(pool != NULL, "%s", errstr);
+    struct cv_db_err err;
+    PGconn *conn = cv_db_acquire(pool, &err);
+    ck_assert_msg(conn != NULL, "%s", err.msg);
+    ck_assert(cv_db_exec(conn, "SET statement_timeout = 0", 0, NULL, &err) == 0);
+    ck_assert(cv_db_query_within(conn, "SELECT pg_sleep(3)", 0, NULL, 200, &err) == NULL);
+    ck_assert(err.no_answer);
+    cv_db_release(pool, conn);
+
+    /* Open: the next callers fail at once, with the reason. */
+    int64_t t0 = cv_monotonic_ms();
+    ck_assert(cv_db_acquire(pool, &err) == NULL);
+    ck_assert_int_lt(cv_monotonic_ms() - t0, 100);
+    ck_assert(err.transient);
+    ck_assert_msg(strstr(err.msg, "no answer") != NULL, "%s", err.msg);
+
+    /* After the pause one caller probes; its answer closes the circuit for everyone. */
+    cv_sleep_ms(1100, NULL);
+    conn = cv_db_acquire(pool, &err);
+    ck_assert_msg(conn != NULL, "%s", err.msg);
+    ck_assert(cv_db_acquire(pool, &err) == NULL); /* meanwhile the others still fail fast */
+    ck_assert(backend_pid(conn) > 0);
+    cv_db_release(pool, conn);
+    conn = cv_db_acquire(pool, &err);
+    ck_assert_msg(conn != NULL, "%s", err.msg);
+    cv_db_release(pool, conn);
+    cv_db_pool_destroy(pool);
+}
+END_TEST
+
 START_TEST(test_begin_on_a_dead_connection_reconnects_once)
 {
     PGconn *conn = connect_or_fail(), *admin = connect_or_fail();
@@ -238,6 +272,7 @@ int main(void)
     tcase_add_test(tc, test_pool_wait_is_bounded);
     tcase_add_test(tc, test_terminated_pooled_connection_is_replaced);
     tcase_add_test(tc, test_begin_on_a_dead_connection_reconnects_once);
+    tcase_add_test(tc, test_unresponsive_server_makes_the_pool_fail_fast_then_probe);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -17,6 +17,7 @@ struct cv_db_err {
     char msg[512];
     char sqlstate[6];
     int transient;
+    int no_answer; /* the server did not answer in time: the connection was given up */
 };
 
 struct cv_db_pool;
