@@ -60,6 +60,15 @@ void cv_db_options_default(struct cv_db_options *opts)
     opts->answer_margin_ms = 2000;
 }
 
+/* Appends "-c name=value" to the server options when value is set. */
+static void server_opt(size_t *len, const char *name, int value)
+{
+    if (value <= 0 || *len >= sizeof(opt_server))
+        return;
+    *len += (size_t)snprintf(opt_server + *len, sizeof(opt_server) - *len, "%s-c %s=%d",
+                             *len ? " " : "", name, value);
+}
+
 void cv_db_set_options(const struct cv_db_options *opts)
 {
     options = *opts;
@@ -76,17 +85,12 @@ void cv_db_set_options(const struct cv_db_options *opts)
      * (the outbox relay's advisory lock above all), within seconds rather than hours. */
     size_t len = 0;
     opt_server[0] = '\0';
-#define SERVER_OPT(name, value)                                                                 \
-    if ((value) > 0)                                                                           \
-    len += (size_t)snprintf(opt_server + len, len < sizeof(opt_server) ? sizeof(opt_server) - len : 0, \
-                            "%s-c " name "=%d", len ? " " : "", (value))
-    SERVER_OPT("statement_timeout", opts->statement_timeout_ms);
-    SERVER_OPT("lock_timeout", opts->lock_timeout_ms);
-    SERVER_OPT("tcp_keepalives_idle", opts->keepalives_idle_s);
-    SERVER_OPT("tcp_keepalives_interval", opts->keepalives_interval_s);
-    SERVER_OPT("tcp_keepalives_count", opts->keepalives_count);
-    SERVER_OPT("tcp_user_timeout", opts->tcp_user_timeout_ms);
-#undef SERVER_OPT
+    server_opt(&len, "statement_timeout", opts->statement_timeout_ms);
+    server_opt(&len, "lock_timeout", opts->lock_timeout_ms);
+    server_opt(&len, "tcp_keepalives_idle", opts->keepalives_idle_s);
+    server_opt(&len, "tcp_keepalives_interval", opts->keepalives_interval_s);
+    server_opt(&len, "tcp_keepalives_count", opts->keepalives_count);
+    server_opt(&len, "tcp_user_timeout", opts->tcp_user_timeout_ms);
     options_set = 1;
 }
 
@@ -114,7 +118,7 @@ int cv_db_sqlstate_transient(const char *state)
      * Everything else (connection, timeouts, shutdown, locks, resources, serialization,
      * internal errors) may succeed later. */
     static const char *const permanent[] = {"0A", "21", "22", "23", "27", "2F", "39",
-                                            "3F", "42", "44", "P0", NULL};
+                                            "3F", "42", "44", "54", "P0", NULL};
     if (!state || strlen(state) != 5)
         return 1;
     for (const char *const *c = permanent; *c; c++)
@@ -346,8 +350,12 @@ void cv_db_release(struct cv_db_pool *pool, PGconn *conn)
     if (thread_outcome > 0 && pool->trouble_until) {
         pool->trouble_until = 0;
         cv_log_info("database: answering again");
-    } else if (thread_outcome > 0)
+    } else if (thread_outcome > 0) {
         pool->trouble_until = 0;
+    } else if (pool->trouble_until && pool->trouble_until > cv_monotonic_ms() + TROUBLE_HOLD_MS) {
+        /* A probing caller that asked nothing: let the next one probe. */
+        pool->trouble_until = cv_monotonic_ms();
+    }
     else if (thread_outcome < 0)
         pool_trouble(pool, "no answer from the database");
     thread_outcome = 0;

@@ -69,7 +69,7 @@ START_TEST(test_only_data_errors_are_permanent)
                                             "53100", "58030", "XX000", "25P02", "",
                                             NULL};
     static const char *const permanent[] = {"22P05", "22021", "22012", "23505", "23503",
-                                            "42P01", "42703", "2F005", "P0001", "0A000",
+                                            "42P01", "42703", "2F005", "P0001", "0A000", "54001",
                                             NULL};
     for (const char *const *s = transient; *s; s++)
         ck_assert_msg(cv_db_sqlstate_transient(*s), "%s should be transient", *s);

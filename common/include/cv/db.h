@@ -10,7 +10,7 @@
 
 /* What went wrong with a database call. transient is set when the same call may succeed later.
  * Retrying is the default: only errors in the data or the statement itself (SQLSTATE classes
- * 0A, 21, 22, 23, 27, 2F, 39, 3F, 42, 44, P0) are permanent. A lost connection, a timeout
+ * 0A, 21, 22, 23, 27, 2F, 39, 3F, 42, 44, 54, P0) are permanent. A lost connection, a timeout
  * (57014), the server shutting down (57P0x), a serialization failure or deadlock (40),
  * a lock not available (55P03) and too many connections (53) are transient. */
 struct cv_db_err {
