@@ -379,12 +379,13 @@ int cv_db_pool_ping(struct cv_db_pool *pool, int timeout_ms, struct cv_db_err *e
  * libpq failed: the reason is on conn), or -1 with err set when no answer came in time or the
  * socket failed (conn is then abandoned). */
 static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                        int timeout_ms, PGresult **res, struct cv_db_err *err)
+                        const int *lengths, const int *formats, int timeout_ms, PGresult **res,
+                        struct cv_db_err *err)
 {
     *res = NULL;
     /* Non-blocking, so that sending cannot wait on a server that stopped reading either. */
     if (PQsetnonblocking(conn, 1) != 0 ||
-        !PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+        !PQsendQueryParams(conn, sql, nparams, NULL, params, lengths, formats, 0))
         return 0;
     int64_t deadline = cv_monotonic_ms() + timeout_ms;
     PGresult *first = NULL;
@@ -432,15 +433,17 @@ static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *
     return -1;
 }
 
-PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams,
-                             const char *const *params, int timeout_ms, struct cv_db_err *err)
+static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                       const int *lengths, const int *formats, int timeout_ms,
+                       struct cv_db_err *err)
 {
     PGresult *res;
     if (timeout_ms > 0) {
-        if (exec_bounded(conn, sql, nparams, params, timeout_ms, &res, err) < 0)
+        if (exec_bounded(conn, sql, nparams, params, lengths, formats, timeout_ms, &res, err) <
+            0)
             return NULL;
     } else {
-        res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+        res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
     }
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
@@ -448,6 +451,19 @@ PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams,
     cv_db_err_set(err, conn, res);
     PQclear(res);
     return NULL;
+}
+
+PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams,
+                             const char *const *params, int timeout_ms, struct cv_db_err *err)
+{
+    return query(conn, sql, nparams, params, NULL, NULL, timeout_ms, err);
+}
+
+PGresult *cv_db_query_binary(PGconn *conn, const char *sql, int nparams,
+                             const char *const *params, const int *lengths, const int *formats,
+                             struct cv_db_err *err)
+{
+    return query(conn, sql, nparams, params, lengths, formats, answer_timeout_ms(), err);
 }
 
 PGresult *cv_db_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
