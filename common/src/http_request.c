@@ -37,6 +37,19 @@ const char *cv_http_header(const struct cv_http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+void cv_http_set_state(struct cv_http_request *req, void *state, void (*free_fn)(void *))
+{
+    if (req->state_free != NULL && req->state != state)
+        req->state_free(req->state);
+    req->state = state;
+    req->state_free = free_fn;
+}
+
+void *cv_http_state(const struct cv_http_request *req)
+{
+    return req->state;
+}
+
 const char *cv_http_body(const struct cv_http_request *req, size_t *len)
 {
     if (len != NULL)
@@ -76,6 +89,8 @@ void cv_http_request_release(struct cv_http_request *req)
     if (req == NULL)
         return;
     cv_http_response_release(&req->resp);
+    if (req->state_free != NULL)
+        req->state_free(req->state);
     free(req->path_buf);
     free(req->body);
     free(req);

@@ -1,5 +1,6 @@
 /* The HTTP server: libmicrohttpd daemon set-up and lifecycle, routing with path parameters,
- * the built-in /healthz /readyz /metrics, body limits, and per-request metrics. */
+ * the built-in /healthz /readyz /metrics (also on a probe port of their own), body limits,
+ * suspended requests (long polls) and per-request metrics. */
 #include "http_int.h"
 
 #include "cv/log.h"
@@ -8,10 +9,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,33 +23,17 @@
 #define DEFAULT_CONNECTION_TIMEOUT_S 60
 #define DEFAULT_MAX_BODY_BYTES ((size_t)1024 * 1024)
 #define DEFAULT_SHUTDOWN_GRACE_S 35
-
+/* The probe daemon: one thread, a few connections, a short idle timeout. */
+#define PROBE_CONNECTION_LIMIT 64
+#define PROBE_CONNECTION_TIMEOUT_S 10
 /* Per-connection memory for libmicrohttpd's buffers (request line, headers, read and write
  * buffers; bodies are copied out in chunks). The 32 KiB default answers 431 to large headers;
  * 64 KiB leaves room for long trace and auth headers and costs 16 MiB at 256 connections. */
 #define CONNECTION_MEMORY_BYTES (64 * 1024)
 
-struct cv_http_server {
-    struct MHD_Daemon *daemon;
-    struct cv_http_compiled_route *routes; /* built-ins first, then the app's */
-    size_t nroutes;
-    struct cv_histogram *unmatched_duration;
-    struct cv_gauge *in_flight_gauge;
-    void *app;
-    cv_http_ready_fn ready;
-    cv_http_handler before, after; /* around app handlers, may be NULL */
-    size_t max_body;
-    unsigned grace_s;
-    int port;
-    atomic_int draining;
-    atomic_long in_flight; /* requests begun and not yet completed */
-};
-
 static uint64_t now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return cv_http_now_ns();
 }
 
 /* ---- built-in routes ---- */
@@ -64,7 +51,10 @@ static void handle_readyz(struct cv_http_request *req, struct cv_http_response *
         return;
     }
     char reason[256] = "";
-    if (srv->ready != NULL && !srv->ready(srv->app, reason, sizeof(reason))) {
+    int ok = srv->ready_cache_ms ? cv_http_ready_cached(srv, reason, sizeof(reason))
+                                 : srv->ready == NULL || srv->ready(srv->app, reason,
+                                                                    sizeof(reason));
+    if (!ok) {
         cv_http_reply_problem(resp, 503, "Not Ready", reason[0] ? reason : "not ready", NULL);
         return;
     }
@@ -203,7 +193,8 @@ static void route_request(struct cv_http_server *srv, struct cv_http_request *re
 {
     req->allow[0] = '\0';
     int head = strcmp(req->method, "HEAD") == 0;
-    for (size_t i = 0; i < srv->nroutes; i++) {
+    size_t nroutes = req->probe ? NBUILTIN : srv->nroutes;
+    for (size_t i = 0; i < nroutes; i++) {
         const struct cv_http_compiled_route *r = &srv->routes[i];
         if (!path_matches(r, req))
             continue;
@@ -300,11 +291,18 @@ static void dispatch(struct cv_http_server *srv, struct cv_http_request *req)
     r->handler(req, &req->resp, r->builtin ? (void *)srv : srv->app);
     if (!r->builtin && srv->after)
         srv->after(req, &req->resp, srv->app);
-    if (req->resp.status == 0) {
-        cv_log_error("http: the handler of %s %s set no status", r->method, r->pattern);
-        cv_http_response_release(&req->resp);
-        cv_http_reply_problem(&req->resp, 500, NULL, "the handler produced no reply", NULL);
-    }
+}
+
+/* A handler (or on_resume) that neither replied nor suspended: 500. */
+static void check_replied(struct cv_http_request *req)
+{
+    if (req->resp.status != 0)
+        return;
+    const struct cv_http_compiled_route *r = req->route;
+    cv_log_error("http: the handler of %s %s set no status", r ? r->method : "?",
+                 r ? r->pattern : "?");
+    cv_http_response_release(&req->resp);
+    cv_http_reply_problem(&req->resp, 500, NULL, "the handler produced no reply", NULL);
 }
 
 /* libmicrohttpd calls this first when the headers have arrived, then once per chunk of body
@@ -312,11 +310,11 @@ static void dispatch(struct cv_http_server *srv, struct cv_http_request *req)
  * queue a reply (0.9.75 then closes the connection), except to refuse a body announced too
  * large: that is the documented way to answer before "100 Continue" and the body, and the
  * connection is to be closed anyway. */
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_data_size, void **req_cls)
+static enum MHD_Result handle_access(struct cv_http_server *srv, int probe,
+                                     struct MHD_Connection *conn, const char *url,
+                                     const char *method, const char *upload_data,
+                                     size_t *upload_data_size, void **req_cls)
 {
-    struct cv_http_server *srv = cls;
     struct cv_http_request *req = *req_cls;
 
     if (req == NULL) {
@@ -324,6 +322,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (req == NULL)
             return MHD_NO;
         req->srv = srv;
+        req->probe = probe;
         req->conn = conn;
         req->method = method;
         req->path = url;
@@ -374,12 +373,43 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
 
-    /* The whole request has arrived (out of memory: queue_reply answers 500). */
-    if (req->too_large)
+    /* The whole request has arrived, or a suspended request was resumed (out of memory:
+     * queue_reply answers 500). */
+    if (req->too_large) {
         reply_too_large(srv, req);
-    else if (!req->resp.out_of_memory)
-        dispatch(srv, req);
+    } else if (!req->resp.out_of_memory) {
+        pthread_mutex_lock(&srv->suspend_lock);
+        cv_http_handler resumed = req->susp_state == SUSP_RESUMING ? req->on_resume : NULL;
+        if (resumed != NULL) {
+            req->susp_state = SUSP_NONE;
+            req->on_resume = NULL;
+        }
+        pthread_mutex_unlock(&srv->suspend_lock);
+        if (resumed != NULL)
+            resumed(req, &req->resp, srv->app);
+        else
+            dispatch(srv, req);
+        if (cv_http_suspension_settle(srv, req))
+            return MHD_YES;
+        check_replied(req);
+    }
     return queue_reply(srv, req);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
+{
+    return handle_access(cls, 0, conn, url, method, upload_data, upload_data_size, req_cls);
+}
+
+/* The probe daemon's: the same, routing built-in routes only. */
+static enum MHD_Result on_access_probe(void *cls, struct MHD_Connection *conn, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_data_size,
+                                       void **req_cls)
+{
+    return handle_access(cls, 1, conn, url, method, upload_data, upload_data_size, req_cls);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -415,15 +445,40 @@ static int register_metrics(struct cv_http_server *srv)
                              NULL, 0);
     srv->in_flight_gauge = cv_metrics_gauge("http_requests_in_flight",
                                             "HTTP requests being received, handled or sent.", NULL);
+    srv->suspended_gauge = cv_metrics_gauge(
+        "http_requests_suspended", "HTTP requests waiting without a thread (long polls).", NULL);
     return 0;
 }
 
 static void server_free(struct cv_http_server *srv)
 {
+    cv_http_ready_stop(srv);
+    pthread_cond_destroy(&srv->ready_cond);
+    pthread_mutex_destroy(&srv->ready_lock);
+    pthread_mutex_destroy(&srv->suspend_lock);
     for (size_t i = 0; i < srv->nroutes; i++)
         route_free(&srv->routes[i]);
     free(srv->routes);
     free(srv);
+}
+
+/* Each connection is a descriptor: raises the soft limit towards the hard one when the
+ * connection limits need more than it allows (the usual soft limit, 1024, would make accept
+ * fail long before a few thousand long polls). */
+static void raise_fd_limit(unsigned connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)connections + 256; /* database, Kafka, log and spare descriptors */
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        cv_log_warn("http: %u connections need %lu descriptors, the limit is %lu", connections,
+                    (unsigned long)want, (unsigned long)rl.rlim_cur);
+    else
+        cv_log_info("http: descriptor limit raised from %lu to %lu", (unsigned long)before,
+                    (unsigned long)rl.rlim_cur);
 }
 
 struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
@@ -440,6 +495,12 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
         snprintf(errstr, errstr_size, "http: port %d out of range", cfg->port);
         return NULL;
     }
+    if (cfg->probe_port < 0 || cfg->probe_port > 65535 ||
+        (cfg->probe_port != 0 && cfg->probe_port == cfg->port)) {
+        snprintf(errstr, errstr_size, "http: probe port %d is out of range or the API's own",
+                 cfg->probe_port);
+        return NULL;
+    }
     if (limit < threads) {
         snprintf(errstr, errstr_size, "http: connection_limit %u is below threads %u", limit,
                  threads);
@@ -449,7 +510,9 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    /* ALLOW_SUSPEND_RESUME includes MHD_USE_ITC: each pool thread gets its own wake-up
+     * channel, through which MHD_resume_connection reaches the thread owning the connection. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     memset(&sin, 0, sizeof(sin));
     memset(&sin6, 0, sizeof(sin6));
@@ -485,8 +548,17 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
     srv->grace_s = cfg->shutdown_grace_s ? cfg->shutdown_grace_s : DEFAULT_SHUTDOWN_GRACE_S;
     srv->before = cfg->before;
     srv->after = cfg->after;
+    srv->ready_cache_ms = cfg->ready_cache_ms;
     atomic_init(&srv->draining, 0);
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->destroying, 0);
+    pthread_mutex_init(&srv->suspend_lock, NULL);
+    pthread_mutex_init(&srv->ready_lock, NULL);
+    pthread_condattr_t cattr;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->ready_cond, &cattr);
+    pthread_condattr_destroy(&cattr);
     for (size_t i = 0; i < NBUILTIN + nroutes; i++) {
         const struct cv_http_route *src = i < NBUILTIN ? &builtin_routes[i] : &routes[i - NBUILTIN];
         struct cv_http_compiled_route *r = &srv->routes[i];
@@ -503,17 +575,18 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
         goto fail;
     }
 
-    /* Handlers block (database queries, long polls of up to 30 s) and libmicrohttpd runs each
-     * one on the pool thread that owns its connection, stalling that thread's other connections
-     * meanwhile. The pool size is therefore the number of requests that can block at once:
-     * size it for the expected concurrent long polls plus headroom for quick requests. Each
-     * thread gets connection_limit / threads connections. */
+    raise_fd_limit(limit + (cfg->probe_port ? PROBE_CONNECTION_LIMIT : 0));
+    /* Handlers may block briefly (database queries) and libmicrohttpd runs each one on the pool
+     * thread that owns its connection, stalling that thread's other connections meanwhile;
+     * waiting requests (long polls) are suspended instead and hold no thread. Each thread gets
+     * connection_limit / threads connections; the per-IP limit is the whole daemon's. */
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* must come first to catch start errors */
         MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -526,7 +599,41 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
                                                            MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
-    cv_log_info("http: listening on %s port %d with %u threads", address, srv->port, threads);
+    if (cfg->probe_port > 0) {
+        /* Probes get a daemon of their own (one thread, its own connection limit), so that no
+         * number of API clients, busy handlers or open connections can keep them waiting. */
+        if (sa->sa_family == AF_INET6)
+            sin6.sin6_port = htons((uint16_t)cfg->probe_port);
+        else
+            sin.sin_port = htons((uint16_t)cfg->probe_port);
+        srv->probe_daemon = MHD_start_daemon(
+            flags & ~(unsigned)MHD_ALLOW_SUSPEND_RESUME, (uint16_t)cfg->probe_port, NULL, NULL,
+            on_access_probe, srv,
+            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+            MHD_OPTION_SOCK_ADDR, sa,
+            MHD_OPTION_CONNECTION_LIMIT, (unsigned)PROBE_CONNECTION_LIMIT,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)PROBE_CONNECTION_TIMEOUT_S,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+            MHD_OPTION_END);
+        if (srv->probe_daemon == NULL) {
+            snprintf(errstr, errstr_size,
+                     "http: cannot listen on %s probe port %d (see the log above)", address,
+                     cfg->probe_port);
+            MHD_stop_daemon(srv->daemon);
+            goto fail;
+        }
+        srv->probe_port = cfg->probe_port;
+    }
+    if (srv->ready_cache_ms > 0) {
+        if (cv_http_ready_start(srv) < 0) {
+            snprintf(errstr, errstr_size, "http: cannot start the readiness thread");
+            MHD_stop_daemon(srv->probe_daemon);
+            MHD_stop_daemon(srv->daemon);
+            goto fail;
+        }
+    }
+    cv_log_info("http: listening on %s port %d with %u threads%s", address, srv->port, threads,
+                srv->probe_daemon ? ", probes also on their own port" : "");
     return srv;
 
 fail:
@@ -537,6 +644,11 @@ fail:
 int cv_http_server_port(const struct cv_http_server *srv)
 {
     return srv->port;
+}
+
+int cv_http_server_probe_port(const struct cv_http_server *srv)
+{
+    return srv->probe_port;
 }
 
 void cv_http_server_set_draining(struct cv_http_server *srv)
@@ -559,9 +671,21 @@ void cv_http_server_destroy(struct cv_http_server *srv)
         struct timespec tick = {0, 10000000L}; /* 10 ms */
         nanosleep(&tick, NULL);
     }
+    /* libmicrohttpd aborts when stopped with a suspended connection: resume what the owners
+     * left (nothing, normally) and give the replies a moment to go out. */
+    atomic_store(&srv->destroying, 1);
+    cv_http_resume_all(srv);
+    uint64_t last = now_ns() + 2000000000u;
+    while (atomic_load(&srv->in_flight) > 0 && now_ns() < last) {
+        struct timespec tick = {0, 10000000L};
+        nanosleep(&tick, NULL);
+        cv_http_resume_all(srv);
+    }
     long left = atomic_load(&srv->in_flight);
     if (left > 0)
         cv_log_warn("http: stopping with %ld requests still in flight", left);
+    if (srv->probe_daemon != NULL)
+        MHD_stop_daemon(srv->probe_daemon);
     MHD_stop_daemon(srv->daemon);
     server_free(srv);
 }

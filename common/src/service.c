@@ -10,6 +10,7 @@
 
 #include "cv/avro.h"
 #include "cv/log.h"
+#include "cv/metrics.h"
 #include "cv/trace.h"
 #include "cv/util.h"
 #include "service_int.h"
@@ -27,10 +28,26 @@ static struct cv_config_var common_vars[] = {
     {"HTTP_BIND", "127.0.0.1", "Address the HTTP API listens on (0.0.0.0 or :: for all)",
      CV_CONFIG_STRING, 0, 0},
     {"HTTP_THREADS", "16",
-     "HTTP worker threads; each can hold one blocking request (queries, long polls)",
+     "HTTP worker threads; each runs one request at a time (waiting long polls hold none)",
      CV_CONFIG_INT, 1, 256},
-    {"HTTP_MAX_CONNECTIONS", "512", "Concurrent HTTP connections accepted", CV_CONFIG_INT, 1,
+    {"HTTP_MAX_CONNECTIONS", "4096",
+     "Concurrent HTTP connections accepted (keep it above HTTP_MAX_WAITING)", CV_CONFIG_INT, 1,
      100000},
+    {"HTTP_MAX_CONNECTIONS_PER_IP", "1024",
+     "Concurrent HTTP connections from one client address (0: no limit; behind a gateway every "
+     "client shares its address)",
+     CV_CONFIG_INT, 0, 100000},
+    {"HTTP_IDLE_TIMEOUT_S", "15",
+     "Seconds an HTTP connection may stay idle before it is closed (waiting long polls are "
+     "exempt: they end at their own timeout)",
+     CV_CONFIG_INT, 1, 3600},
+    {"HTTP_MAX_WAITING", "2000",
+     "Requests that may wait at once per replica (long polls); 429 with Retry-After beyond",
+     CV_CONFIG_INT, 1, 100000},
+    {"HTTP_PROBE_PORT", "0",
+     "Also serve /healthz, /readyz and /metrics alone on this port, on a thread that API "
+     "clients cannot starve (0: only on HTTP_PORT)",
+     CV_CONFIG_INT, 0, 65535},
     {"HTTP_MAX_BODY_BYTES", "65536", "Largest request body accepted (413 beyond)", CV_CONFIG_INT,
      1024, 16777216},
     {"KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port...]",
@@ -103,6 +120,47 @@ static void reply_db_unavailable(struct cv_http_response *resp, const struct cv_
     cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
                           NULL);
     cv_http_reply_header(resp, "Retry-After", "1");
+}
+
+static void wake_request(void *arg, enum cv_wake why)
+{
+    cv_http_resume(arg);
+}
+
+uint64_t cv_service_wait_mark(struct cv_service *svc)
+{
+    return svc->waiters ? cv_waiters_mark(svc->waiters) : 0;
+}
+
+int cv_service_wait(struct cv_service *svc, struct cv_http_request *req,
+                    struct cv_http_response *resp, const char *key, uint64_t mark,
+                    int64_t deadline_ms, cv_http_handler on_wake)
+{
+    if (svc->waiters == NULL) {
+        cv_log_error("cv_service_wait: the service has no notify channel");
+        cv_http_reply_problem(resp, 500, NULL, "cannot wait here", NULL);
+        return -1;
+    }
+    /* Suspend first: the registry may wake the request before this returns. */
+    cv_http_suspend(req, on_wake);
+    int rc = cv_waiters_add(svc->waiters, key, mark, deadline_ms, wake_request, req);
+    if (rc == 0)
+        return 0;
+    if (rc == 1) { /* changed since the mark, or stopping: on_wake reads again right away */
+        cv_http_resume(req);
+        return 0;
+    }
+    cv_http_suspend_cancel(req);
+    if (rc == -1) {
+        cv_counter_add(svc->waits_refused, 1);
+        cv_http_reply_header(resp, "Retry-After", "1");
+        cv_http_reply_problem(resp, 429, "Too Many Requests",
+                              "too many requests are waiting on this replica; retry later",
+                              NULL);
+    } else {
+        cv_http_reply_problem(resp, 500, NULL, "cannot wait on this key", NULL);
+    }
+    return -1;
 }
 
 PGconn *cv_service_db_acquire(struct cv_service *svc, struct cv_http_response *resp)
@@ -296,7 +354,10 @@ static int setup_http(struct cv_service *svc)
         .port = (int)cv_config_int(svc->cfg, "HTTP_PORT"),
         .threads = (unsigned)cv_config_int(svc->cfg, "HTTP_THREADS"),
         .connection_limit = (unsigned)cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS"),
-        .connection_timeout_s = 60,
+        .connection_timeout_s = (unsigned)cv_config_int(svc->cfg, "HTTP_IDLE_TIMEOUT_S"),
+        .per_ip_limit = (unsigned)cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS_PER_IP"),
+        .probe_port = (int)cv_config_int(svc->cfg, "HTTP_PROBE_PORT"),
+        .ready_cache_ms = 500, /* probes never wait on the database or the broker */
         .max_body_bytes = (size_t)cv_config_int(svc->cfg, "HTTP_MAX_BODY_BYTES"),
         .before = http_before,
         .after = http_after,
@@ -309,6 +370,28 @@ static int setup_http(struct cv_service *svc)
         return -1;
     }
     cv_log_info("listening on %s:%d", hc.bind_address, cv_http_server_port(svc->http));
+    return 0;
+}
+
+/* The waiter registry of long polls: its own LISTEN connection on the service's channel. */
+static int setup_waiters(struct cv_service *svc)
+{
+    svc->waits_refused = cv_metrics_counter(
+        "http_waits_refused_total", "Requests refused (429) because too many were waiting.",
+        NULL);
+    if (svc->def->notify_channel == NULL)
+        return 0;
+    long cap = cv_config_int(svc->cfg, "HTTP_MAX_WAITING");
+    if (cap >= cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS"))
+        cv_log_warn("HTTP_MAX_WAITING (%ld) is not below HTTP_MAX_CONNECTIONS: connections run "
+                    "out before requests are refused with 429", cap);
+    char errstr[256];
+    svc->waiters = cv_waiters_new(cv_config_str(svc->cfg, "DATABASE_URL"),
+                                  svc->def->notify_channel, (size_t)cap, errstr, sizeof(errstr));
+    if (!svc->waiters) {
+        cv_log_error("%s", errstr);
+        return -1;
+    }
     return 0;
 }
 
@@ -334,7 +417,9 @@ static void teardown(struct cv_service *svc)
     svc->stop = 1;
     if (svc->http)
         cv_http_server_set_draining(svc->http);
+    cv_waiters_stop(svc->waiters);     /* waiting requests answer now, with the current state */
     cv_http_server_destroy(svc->http); /* waits for requests in flight */
+    cv_waiters_destroy(svc->waiters);
     cv_service_consumer_stop(svc);     /* finishes its batch, commits, leaves the group */
     cv_outbox_relay_stop(svc->relay);  /* finishes its round */
     cv_kafka_producer_destroy(svc->producer, 5000);
@@ -405,7 +490,8 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         cv_log_error("schemas: %s", errstr);
         goto out;
     }
-    if (setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_http(svc) < 0 ||
+    if (setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_waiters(svc) < 0 ||
+        setup_http(svc) < 0 ||
         setup_kafka(svc) < 0)
         goto out;
     cv_log_info("started");

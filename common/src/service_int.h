@@ -7,6 +7,7 @@
 #include "cv/kafka.h"
 #include "cv/outbox.h"
 #include "cv/service.h"
+#include "cv/waiters.h"
 
 struct cv_service {
     const struct cv_service_def *def;
@@ -16,6 +17,8 @@ struct cv_service {
     struct cv_outbox_relay *relay;
     struct cv_kafka_consumer *consumer;
     struct cv_http_server *http;
+    struct cv_waiters *waiters; /* long polls; NULL without def->notify_channel */
+    struct cv_counter *waits_refused;
     pthread_t consumer_thread;
     int consumer_started;
     volatile int consumer_running; /* the loop is polling */

@@ -3,13 +3,16 @@
 # (default /healthz) with 200, 1 otherwise. Used by the image's HEALTHCHECK and by
 # docker-compose.yml. Needs nothing beyond bash (no curl in the image): the request goes through
 # bash's /dev/tcp.
-# The port is HTTP_PORT, or else the default of the service running as PID 1 (order 8081,
-# inventory 8082, shipping 8083, audit 8084). The address is HTTP_BIND unless that is a
+# The port is HTTP_PROBE_PORT when set (probes answered whatever the API's load), else HTTP_PORT,
+# or else the default of the service running as PID 1 (order 8081, inventory 8082, shipping
+# 8083, audit 8084). The address is HTTP_BIND unless that is a
 # wildcard (0.0.0.0, ::) or unset, then 127.0.0.1.
 set -u
 path=${1:-/healthz}
 
-port=${HTTP_PORT:-}
+port=${HTTP_PROBE_PORT:-}
+[ "$port" = 0 ] && port=
+[ -z "$port" ] && port=${HTTP_PORT:-}
 if [ -z "$port" ]; then
     cmdline=$(tr '\0' ' ' </proc/1/cmdline 2>/dev/null)
     case $cmdline in

@@ -5,6 +5,7 @@ static const struct cv_http_route routes[] = {
     {"GET", "/inventory", inventory_http_list},
     {"GET", "/inventory/{sku}", inventory_http_get},
     {"PUT", "/inventory/{sku}", inventory_http_put},
+    {"POST", "/inventory/{sku}/adjust", inventory_http_adjust},
 };
 
 static const char *const consumes[] = {"orders", "shipments", NULL};

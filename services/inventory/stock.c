@@ -1,6 +1,7 @@
-/* SQL of the inventory service's stock table. */
+/* SQL of the inventory service's stock table: reads, the operators' settings and adjustments. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cv/log.h"
 #include "inventory.h"
@@ -9,19 +10,37 @@
     "json_build_object('sku', sku, 'name', name, 'available', available, 'reserved', reserved,"  \
     " 'shipped', shipped)"
 
-json_t *inventory_get(PGconn *conn, const char *sku, int *found, struct cv_db_err *err)
+json_t *inventory_get(PGconn *conn, const char *sku, long long *version, int *found,
+                      struct cv_db_err *err)
 {
     const char *params[] = {sku};
-    PGresult *res =
-        cv_db_query(conn, "SELECT " STOCK_JSON "::text FROM stock WHERE sku = $1", 1, params, err);
+    PGresult *res = cv_db_query(
+        conn, "SELECT " STOCK_JSON "::text, version FROM stock WHERE sku = $1", 1, params, err);
     if (!res) {
         *found = -1;
         return NULL;
     }
     json_t *item = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    if (item && version)
+        *version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
     *found = item != NULL;
     return item;
+}
+
+int inventory_lock_version(PGconn *conn, const char *sku, long long *version,
+                           struct cv_db_err *err)
+{
+    const char *params[] = {sku};
+    PGresult *res =
+        cv_db_query(conn, "SELECT version FROM stock WHERE sku = $1 FOR UPDATE", 1, params, err);
+    if (!res)
+        return -1;
+    int found = PQntuples(res) == 1;
+    if (found)
+        *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return found;
 }
 
 json_t *inventory_page(PGconn *conn, const char *after, long limit, struct cv_db_err *err)
@@ -68,4 +87,106 @@ int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sk
     if (rc == 0)
         cv_log_info("stock of %s set to %ld", sku, available);
     return rc;
+}
+
+/* Records the adjustment (the stock it left, under key when not NULL). 1, 0 when key was taken
+ * already (by a transaction that committed meanwhile), -1 with err. */
+static int record_adjustment(PGconn *conn, const char *sku, const char *delta, const char *reason,
+                             const char *stock, const char *version, const char *key,
+                             struct cv_db_err *err)
+{
+    const char *params[] = {sku, delta, reason, stock, version, key};
+    PGresult *res = cv_db_query(conn,
+                                "INSERT INTO stock_adjustments"
+                                " (sku, delta, reason, stock, version, idempotency_key)"
+                                " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6)"
+                                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                                6, params, err);
+    if (!res)
+        return -1;
+    int inserted = PQntuples(res) == 1;
+    PQclear(res);
+    return inserted;
+}
+
+enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn,
+                                              const char *sku, long delta, long max_available,
+                                              const char *reason, const char *key,
+                                              struct inventory_adjustment *out,
+                                              struct cv_db_err *err)
+{
+    char delta_text[24], max_text[24];
+    snprintf(delta_text, sizeof(delta_text), "%ld", delta);
+    snprintf(max_text, sizeof(max_text), "%ld", max_available);
+    memset(out, 0, sizeof(*out));
+    /* One conditional statement: concurrent adjustments and reservations queue on the row lock
+     * and each re-checks the bounds against the figure the one before it left. */
+    const char *params[] = {sku, delta_text, max_text};
+    PGresult *res = cv_db_query(conn,
+                                "UPDATE stock SET available = available + $2::bigint,"
+                                " updated_at = now() WHERE sku = $1"
+                                " AND available + $2::bigint BETWEEN 0 AND $3::bigint"
+                                " RETURNING name, available, version, " STOCK_JSON "::text",
+                                3, params, err);
+    if (!res)
+        return INVENTORY_ADJUST_FAILED;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        const char *sku_param[] = {sku};
+        res = cv_db_query(conn, "SELECT available FROM stock WHERE sku = $1", 1, sku_param, err);
+        if (!res)
+            return INVENTORY_ADJUST_FAILED;
+        int known = PQntuples(res) == 1;
+        if (known)
+            out->available = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        return known ? INVENTORY_ADJUST_OUT_OF_RANGE : INVENTORY_ADJUST_UNKNOWN_SKU;
+    }
+    out->available = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    out->version = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    int recorded = record_adjustment(conn, sku, delta_text, reason, PQgetvalue(res, 0, 3),
+                                     PQgetvalue(res, 0, 2), key, err);
+    if (recorded <= 0) {
+        PQclear(res);
+        return recorded < 0 ? INVENTORY_ADJUST_FAILED : INVENTORY_ADJUST_KEY_TAKEN;
+    }
+    out->stock = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+    json_t *event = json_pack("{s:s, s:s, s:I, s:I}", "sku", sku, "name", PQgetvalue(res, 0, 0),
+                              "available", (json_int_t)out->available, "previous_available",
+                              (json_int_t)(out->available - delta));
+    PQclear(res);
+    int rc = cv_service_emit(svc, conn, "StockAdjusted", sku, event, NULL, NULL, NULL, err);
+    json_decref(event);
+    if (rc < 0 || !out->stock) {
+        if (rc == 0) {
+            memset(err, 0, sizeof(*err));
+            snprintf(err->msg, sizeof(err->msg), "out of memory");
+        }
+        json_decref(out->stock);
+        out->stock = NULL;
+        return INVENTORY_ADJUST_FAILED;
+    }
+    cv_log_info("stock of %s adjusted by %ld to %lld: %s", sku, delta, out->available, reason);
+    return INVENTORY_ADJUSTED;
+}
+
+json_t *inventory_find_adjustment(PGconn *conn, const char *key, long long *version, int *found,
+                                  struct cv_db_err *err)
+{
+    const char *params[] = {key};
+    PGresult *res = cv_db_query(conn,
+                                "SELECT json_build_object('sku', sku, 'delta', delta,"
+                                " 'reason', reason, 'stock', stock)::text, version"
+                                " FROM stock_adjustments WHERE idempotency_key = $1",
+                                1, params, err);
+    if (!res) {
+        *found = -1;
+        return NULL;
+    }
+    json_t *adjustment = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    if (adjustment)
+        *version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    *found = adjustment != NULL;
+    return adjustment;
 }

@@ -262,9 +262,49 @@ static int status_in(const json_t *order, const json_t *set)
     return 0;
 }
 
-void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+/* A GET's state, kept across the suspensions of a long poll. */
+struct order_wait {
+    char id[37];
+    json_t *wait_for; /* statuses awaited, or NULL: answer at once */
+    int64_t deadline_ms;
+};
+
+static void order_wait_free(void *state)
+{
+    struct order_wait *w = state;
+    json_decref(w->wait_for);
+    free(w);
+}
+
+/* Reads the order and replies when it is in an awaited status, when the wait is over (timeout,
+ * shutdown) or on error; otherwise suspends the request until the order changes (its status
+ * trigger notifies "order_status" with its id, from whichever replica changed it) and runs
+ * again then. The mark is taken before the read so that a change in between is not missed. */
+static void order_wait_step(struct cv_http_request *req, struct cv_http_response *resp,
+                            void *app)
 {
     struct cv_service *svc = app;
+    struct order_wait *w = cv_http_state(req);
+    uint64_t mark = cv_service_wait_mark(svc);
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return;
+    struct cv_db_err err;
+    int found;
+    json_t *order = order_store_get(conn, w->id, &found, &err);
+    cv_service_db_release(svc, conn);
+    if (!order || !w->wait_for || status_in(order, w->wait_for) ||
+        cv_monotonic_ms() >= w->deadline_ms || cv_service_stopping(svc) ||
+        cv_http_draining(req)) {
+        cv_service_reply_lookup(resp, order, found, &err, "order", "id");
+        return;
+    }
+    json_decref(order);
+    cv_service_wait(svc, req, resp, w->id, mark, w->deadline_ms, order_wait_step);
+}
+
+void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
+{
     const char *id = cv_http_path_param(req, "id");
     if (!cv_uuid_valid(id)) {
         cv_http_reply_problem(resp, 404, "Not Found", "no such order", "id");
@@ -279,31 +319,17 @@ void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, 
         json_decref(wait_for);
         return;
     }
-    int64_t deadline = cv_monotonic_ms() + timeout_ms;
-    int delay = 10;
-    struct cv_db_err err;
-    int found;
-    json_t *order;
-    /* Long poll: re-read until the order reaches one of the statuses or the time is up. The
-     * status changes in another process (any replica's consumer), so the database is the
-     * place to look. The connection goes back to the pool between reads. */
-    for (;;) {
-        PGconn *conn = cv_service_db_acquire(svc, resp);
-        if (!conn) {
-            json_decref(wait_for);
-            return;
-        }
-        order = order_store_get(conn, id, &found, &err);
-        cv_service_db_release(svc, conn);
-        if (!order || !wait_for || status_in(order, wait_for) ||
-            cv_monotonic_ms() >= deadline || cv_service_stopping(svc))
-            break;
-        json_decref(order);
-        cv_sleep_ms(delay, NULL);
-        delay = delay < 200 ? delay * 2 : 200;
+    struct order_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        json_decref(wait_for);
+        cv_http_reply_problem(resp, 500, NULL, "out of memory", NULL);
+        return;
     }
-    cv_service_reply_lookup(resp, order, found, &err, "order", "id");
-    json_decref(wait_for);
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->wait_for = wait_for;
+    w->deadline_ms = cv_monotonic_ms() + timeout_ms;
+    cv_http_set_state(req, w, order_wait_free);
+    order_wait_step(req, resp, app);
 }
 
 void order_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)

@@ -20,6 +20,7 @@ static const struct cv_service_def order_service = {
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .on_event = order_on_event,
+    .notify_channel = "order_status", /* long polls; see sql/002_order_status_notify.sql */
 };
 
 int main(int argc, char **argv)

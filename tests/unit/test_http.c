@@ -93,8 +93,79 @@ static void slow(struct cv_http_request *req, struct cv_http_response *resp, voi
     cv_http_reply_json(resp, 200, json_pack("{s:b}", "slow", 1));
 }
 
+/* ---- suspended requests ---- */
+
+static atomic_int resumed_count;
+static struct cv_http_request *_Atomic parked; /* suspended by /park, resumed by nobody */
+
+static void on_resumed(struct cv_http_request *req, struct cv_http_response *resp, void *arg)
+{
+    atomic_fetch_add(&resumed_count, 1);
+    if (cv_http_draining(req)) {
+        cv_http_reply_problem(resp, 503, NULL, "shutting down", NULL);
+        return;
+    }
+    cv_http_reply_json(resp, 200, json_pack("{s:b, s:s}", "resumed", 1, "state",
+                                            (const char *)cv_http_state(req)));
+}
+
+struct later {
+    struct cv_http_request *req;
+    int ms;
+};
+
+static void *resume_later(void *arg)
+{
+    struct later *l = arg;
+    struct timespec pause = {l->ms / 1000, (long)(l->ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+    cv_http_resume(l->req);
+    free(l);
+    return NULL;
+}
+
+/* GET /wait/{ms}: suspends, and a thread resumes it after ms (0: before the handler returns). */
+static void wait_ms(struct cv_http_request *req, struct cv_http_response *resp, void *arg)
+{
+    int ms = atoi(cv_http_path_param(req, "ms"));
+    cv_http_set_state(req, strdup("kept"), free);
+    cv_http_suspend(req, on_resumed);
+    if (ms == 0) {
+        cv_http_resume(req);
+        return;
+    }
+    struct later *l = malloc(sizeof(*l));
+    l->req = req;
+    l->ms = ms;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, resume_later, l), 0);
+    pthread_detach(t);
+}
+
+/* GET /hold: suspends until the test resumes it. */
+static struct cv_http_request *_Atomic held[8];
+static atomic_int nslots, nheld; /* slots taken, slots filled */
+
+static void hold(struct cv_http_request *req, struct cv_http_response *resp, void *arg)
+{
+    cv_http_set_state(req, strdup("kept"), free);
+    cv_http_suspend(req, on_resumed);
+    atomic_store(&held[atomic_fetch_add(&nslots, 1)], req);
+    atomic_fetch_add(&nheld, 1);
+}
+
+static void park(struct cv_http_request *req, struct cv_http_response *resp, void *arg)
+{
+    cv_http_set_state(req, strdup("parked"), free);
+    cv_http_suspend(req, on_resumed);
+    atomic_store(&parked, req);
+}
+
 static const struct cv_http_route routes[] = {
     {"GET", "/orders/{id}", get_order},
+    {"GET", "/wait/{ms}", wait_ms},
+    {"GET", "/park", park},
+    {"GET", "/hold", hold},
     {"POST", "/orders", post_order},
     {"POST", "/orders/{id}/cancel", cancel_order},
     {"DELETE", "/orders/{id}", forgetful},
@@ -109,6 +180,10 @@ static int port;
 static void setup(void)
 {
     cv_metrics_reset();
+    atomic_store(&resumed_count, 0);
+    atomic_store(&parked, NULL);
+    atomic_store(&nslots, 0);
+    atomic_store(&nheld, 0);
     atomic_store(&app.ready, 1);
     atomic_store(&app.slow_entered, 0);
     struct cv_http_config cfg = {
@@ -779,6 +854,171 @@ START_TEST(test_bad_configuration)
 }
 END_TEST
 
+START_TEST(test_suspended_requests_hold_no_thread)
+{
+    /* Two threads, six requests suspended until the test resumes them: a seventh is answered
+     * meanwhile (a handler blocking its thread would leave it unanswered: read_reply times
+     * out), and each suspended one is answered once resumed, from this thread. */
+    struct conn *waiting[6];
+    for (int i = 0; i < 6; i++) {
+        waiting[i] = conn_open();
+        conn_send_str(waiting[i], "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    while (atomic_load(&nheld) < 6) {
+        struct timespec tick = {0, 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+    struct reply r;
+    roundtrip("GET /orders/7 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    ck_assert_int_eq(atomic_load(&resumed_count), 0);
+    for (int i = 0; i < 6; i++)
+        cv_http_resume(atomic_load(&held[i]));
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(read_reply(waiting[i], &r, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.body, "{\"resumed\":true,\"state\":\"kept\"}\n");
+        reply_free(&r);
+        /* Keep-alive after a resumed reply: the connection serves the next request. */
+        conn_send_str(waiting[i], "GET /orders/8 HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(read_reply(waiting[i], &r, 0), 0);
+        ck_assert_int_eq(r.status, 200);
+        reply_free(&r);
+        conn_close(waiting[i]);
+    }
+    ck_assert_int_eq(atomic_load(&resumed_count), 6);
+}
+END_TEST
+
+START_TEST(test_resumed_from_another_thread_later)
+{
+    struct reply r;
+    roundtrip("GET /wait/100 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"resumed\":true,\"state\":\"kept\"}\n");
+    reply_free(&r);
+}
+END_TEST
+
+START_TEST(test_resumed_before_the_handler_returned)
+{
+    struct reply r;
+    roundtrip("GET /wait/0 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"resumed\":true,\"state\":\"kept\"}\n");
+    reply_free(&r);
+}
+END_TEST
+
+/* A server of this test's own: replaces the fixture's (which teardown then destroys). */
+static void restart_with(struct cv_http_config *cfg)
+{
+    cv_http_server_destroy(srv);
+    char errstr[256];
+    srv = cv_http_server_new(cfg, routes, sizeof(routes) / sizeof(routes[0]), &app, app_ready,
+                             errstr, sizeof(errstr));
+    ck_assert_msg(srv != NULL, "%s", errstr);
+    port = cv_http_server_port(srv);
+}
+
+START_TEST(test_destroy_answers_a_request_left_suspended)
+{
+    struct cv_http_config cfg = {.bind_address = "127.0.0.1", .threads = 2,
+                                 .connection_limit = 16, .shutdown_grace_s = 1};
+    restart_with(&cfg);
+    struct conn *c = conn_open();
+    conn_send_str(c, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n");
+    while (atomic_load(&parked) == NULL) {
+        struct timespec tick = {0, 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+    /* Its owner never resumes it: destroy does, after the grace, instead of aborting. */
+    cv_http_server_destroy(srv);
+    srv = NULL;
+    struct reply r;
+    ck_assert_int_eq(read_reply(c, &r, 0), 0);
+    json_t *p = expect_problem(&r, 503);
+    ck_assert_str_eq(jstr(p, "detail"), "shutting down");
+    json_decref(p);
+    reply_free(&r);
+    conn_close(c);
+    ck_assert_int_eq(atomic_load(&resumed_count), 1);
+}
+END_TEST
+
+static int unused_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    socklen_t len = sizeof(sin);
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+START_TEST(test_probe_port_and_per_ip_limit)
+{
+    int probe = unused_port();
+    struct cv_http_config cfg = {.bind_address = "127.0.0.1", .threads = 2,
+                                 .connection_limit = 16, .per_ip_limit = 2,
+                                 .probe_port = probe, .shutdown_grace_s = 1};
+    restart_with(&cfg);
+    ck_assert_int_eq(cv_http_server_probe_port(srv), probe);
+
+    /* Two connections from 127.0.0.1 are all the API port takes from it... */
+    struct conn *a = conn_open(), *b = conn_open(), *c = conn_open();
+    struct reply r;
+    conn_send_str(a, "GET /orders/1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(read_reply(a, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    conn_send(c, "GET /orders/1 HTTP/1.1\r\nHost: t\r\n\r\n", 34);
+    ck_assert_int_eq(read_reply(c, &r, 0), -1); /* closed without a reply */
+    conn_close(c);
+
+    /* ...while the probe port, a daemon of its own, still answers, and only probes. */
+    int api = port;
+    port = probe;
+    roundtrip("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    roundtrip("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    roundtrip("GET /orders/1 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 404);
+    reply_free(&r);
+    port = api;
+    conn_close(a);
+    conn_close(b);
+}
+END_TEST
+
+START_TEST(test_readiness_cache)
+{
+    struct cv_http_config cfg = {.bind_address = "127.0.0.1", .threads = 2,
+                                 .connection_limit = 16, .ready_cache_ms = 50,
+                                 .shutdown_grace_s = 1};
+    restart_with(&cfg);
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep(&pause, NULL);
+    struct reply r;
+    roundtrip("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    atomic_store(&app.ready, 0);
+    nanosleep(&pause, NULL); /* the checker has run again */
+    roundtrip("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    json_t *p = expect_problem(&r, 503);
+    ck_assert_str_eq(jstr(p, "detail"), "database unreachable");
+    json_decref(p);
+    reply_free(&r);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -800,6 +1040,12 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_expect_continue_and_large_headers);
     tcase_add_test(tc, test_destroy_waits_for_in_flight);
     tcase_add_test(tc, test_bad_configuration);
+    tcase_add_test(tc, test_suspended_requests_hold_no_thread);
+    tcase_add_test(tc, test_resumed_before_the_handler_returned);
+    tcase_add_test(tc, test_resumed_from_another_thread_later);
+    tcase_add_test(tc, test_destroy_answers_a_request_left_suspended);
+    tcase_add_test(tc, test_probe_port_and_per_ip_limit);
+    tcase_add_test(tc, test_readiness_cache);
     suite_add_tcase(s, tc);
     return s;
 }

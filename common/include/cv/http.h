@@ -11,7 +11,8 @@ struct cv_http_server;
 struct cv_http_request;  /* method, path, path params, query, headers, body; valid in the handler */
 struct cv_http_response; /* status, headers, body; filled by the handler */
 
-/* Runs on a server thread and may block (database queries, long polls); see `threads`. */
+/* Runs on a server thread and may block briefly (database queries); see `threads`. A handler
+ * that has to wait for something suspends its request instead (cv_http_suspend). */
 typedef void (*cv_http_handler)(struct cv_http_request *req, struct cv_http_response *resp,
                                 void *app);
 
@@ -22,7 +23,7 @@ struct cv_http_route {
 };
 
 /* Returns 1 when ready, or 0 with the reason in reason (e.g. "database unreachable"). Called on
- * a server thread for every GET /readyz. */
+ * a server thread for every GET /readyz, or, with ready_cache_ms, on a thread of its own. */
 typedef int (*cv_http_ready_fn)(void *app, char *reason, size_t reason_size);
 
 /* Zero fields take the default noted. */
@@ -33,7 +34,15 @@ struct cv_http_config {
     unsigned threads;              /* worker threads (default 4): the number of requests that can
                                       block in handlers at once, see http_server.c */
     unsigned connection_limit;     /* open connections across all threads (default 256) */
-    unsigned connection_timeout_s; /* connections idle this long are closed (default 60) */
+    unsigned connection_timeout_s; /* connections idle this long are closed (default 60);
+                                      suspended requests are exempt (their owner has a deadline) */
+    unsigned per_ip_limit;         /* open connections per client address (0: no limit) */
+    int probe_port;                /* > 0: /healthz /readyz /metrics are also served alone on this
+                                      port, by a daemon of their own that API clients cannot
+                                      starve (threads busy, connection limit reached); 0: none */
+    unsigned ready_cache_ms;       /* > 0: the ready callback runs on a thread of its own every
+                                      this many ms and /readyz answers its last result at once;
+                                      0: /readyz calls it */
     size_t max_body_bytes;         /* request bodies beyond get 413 (default 1 MiB) */
     /* Optional, run around every app route's handler on its thread (not the built-ins): set up
      * and clear per-request context such as the trace; before may add response headers. */
@@ -59,8 +68,37 @@ int cv_http_server_port(const struct cv_http_server *srv);
 void cv_http_server_set_draining(struct cv_http_server *srv);
 
 /* Stops accepting connections, waits up to shutdown_grace_s for in-flight requests to be
- * answered, then stops the threads and frees the server. NULL is a no-op. */
+ * answered, then stops the threads and frees the server. Whoever suspended requests must have
+ * resumed them before (a request still suspended at the end of the grace is resumed here, its
+ * on_resume seeing the server draining). NULL is a no-op. */
 void cv_http_server_destroy(struct cv_http_server *srv);
+
+/* The probe port actually bound, 0 if there is none. */
+int cv_http_server_probe_port(const struct cv_http_server *srv);
+
+/* ---- Suspended requests (long polls) ----
+ * A handler that waits for something (an order's status) suspends its request instead of
+ * blocking: its connection then holds no server thread. Whoever it waits on calls cv_http_resume
+ * from any thread; on_resume then runs on a server thread as the request's handler again (same
+ * request, same response and headers so far; before/after hooks are not run again) and replies,
+ * or suspends again. Suspended connections are exempt from the idle timeout: the waiter must
+ * enforce its own deadline. */
+
+/* Suspends req once the handler returns; the handler returns without replying. Call from a
+ * handler or an on_resume, then hand req to whatever will resume it (which may happen before
+ * the handler returned: on_resume then runs right after it). */
+void cv_http_suspend(struct cv_http_request *req, cv_http_handler on_resume);
+/* Takes back a cv_http_suspend before anyone could resume it (the handler replies instead). */
+void cv_http_suspend_cancel(struct cv_http_request *req);
+/* Resumes a request suspended with cv_http_suspend. Any thread, once per cv_http_suspend; req
+ * must not be used by the caller afterwards. */
+void cv_http_resume(struct cv_http_request *req);
+/* Per-request state for handlers that suspend: state lives until the request completes (then
+ * free_fn(state), if free_fn is not NULL) or is replaced. */
+void cv_http_set_state(struct cv_http_request *req, void *state, void (*free_fn)(void *));
+void *cv_http_state(const struct cv_http_request *req);
+/* Nonzero once the server is draining (shutdown began): a waiting handler answers now. */
+int cv_http_draining(const struct cv_http_request *req);
 
 /* Request accessors. Strings borrow from the request and live until the handler returns. */
 const char *cv_http_method(const struct cv_http_request *req);
@@ -78,6 +116,12 @@ const char *cv_http_body(const struct cv_http_request *req, size_t *len);
  * (also as "line"/"column" members) for malformed JSON, a 400 problem for a non-object.
  * Returns the object (caller decrefs) or NULL after replying. Duplicate keys are malformed. */
 json_t *cv_http_json_body(struct cv_http_request *req, struct cv_http_response *resp);
+
+/* Conditional requests: whether the value of an If-Match (weak 0: strong comparison, a weak tag
+ * never matches) or If-None-Match (weak 1) header matches etag, the resource's current strong
+ * entity tag with its quotes ("\"7\""). Returns 1 when "*" or one of the listed tags matches, 0
+ * when none does, -1 when header is NULL or not a valid "*" or list of entity tags. */
+int cv_http_etag_match(const char *header, const char *etag, int weak);
 
 /* Replies: the last call wins for status and body; headers accumulate. */
 

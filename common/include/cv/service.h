@@ -66,6 +66,9 @@ struct cv_service_def {
                     size_t n, struct cv_db_err *err);
     /* Optional: called once after migrations, with a connection (seed data and so on). */
     int (*init)(struct cv_service *svc, PGconn *conn);
+    /* Optional: a PostgreSQL NOTIFY channel whose payloads are keys that requests wait on with
+     * cv_service_wait (e.g. "order_status", notified with the order id by a trigger). */
+    const char *notify_channel;
 };
 
 /* Runs the service until SIGTERM or SIGINT. Returns the process exit status. */
@@ -79,6 +82,19 @@ int cv_service_stopping(const struct cv_service *svc);
  * is unreachable. Give it back with cv_service_db_release. */
 PGconn *cv_service_db_acquire(struct cv_service *svc, struct cv_http_response *resp);
 void cv_service_db_release(struct cv_service *svc, PGconn *conn);
+
+/* Long polls (needs def->notify_channel). A handler takes a mark, reads the state, and when it
+ * has to wait, calls cv_service_wait and returns without replying: the request is suspended (it
+ * holds no thread and no database connection) until the key is notified on the channel (by any
+ * replica: the wake-up comes from the database), deadline_ms (cv_monotonic_ms clock) passes, or
+ * the service stops. on_wake then runs on a server thread as the request's handler: it reads
+ * the state again (the notification is only a hint) and replies, or takes a new mark and waits
+ * again. Per-request state goes in cv_http_set_state. Returns 0 (suspended), or -1 after
+ * replying: 429 with Retry-After when HTTP_MAX_WAITING requests wait already. */
+uint64_t cv_service_wait_mark(struct cv_service *svc);
+int cv_service_wait(struct cv_service *svc, struct cv_http_request *req,
+                    struct cv_http_response *resp, const char *key, uint64_t mark,
+                    int64_t deadline_ms, cv_http_handler on_wake);
 
 /* Emits an event of type (a schema in the catalogue) with data (its fields except metadata)
  * to the service's topic, keyed by key, through the outbox on conn, in the caller's open
