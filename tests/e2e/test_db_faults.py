@@ -18,7 +18,6 @@ import concurrent.futures
 import json
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -33,7 +32,7 @@ import conveyor
 from chaos import Journal
 from conftest import make_system
 from conveyor import SERVICES, free_port, kcat_records, psql, wait_until
-from pgcluster import PgCluster
+from pgcluster import PG_BIN, PgCluster
 from test_chaos import Order, check_audit, check_decisions, check_stock
 
 ORDERS = int(os.environ.get("CV_DBF_ORDERS", "2000"))
@@ -46,6 +45,9 @@ ENV = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "DB_STATEMENT_TIMEOUT_MS": "3000",
        "DB_CONNECT_TIMEOUT_S": "2", "DB_POOL_WAIT_MS": "1000"}
 CONSUMES = {"order": ("inventory", "shipments"), "inventory": ("orders", "shipments"),
             "shipping": ("orders", "inventory")}
+
+pytestmark = pytest.mark.skipif(not os.access(os.path.join(PG_BIN, "initdb"), os.X_OK),
+                                reason=f"no PostgreSQL server binaries in {PG_BIN}")
 
 
 class Calls:
