@@ -317,6 +317,7 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
     pool->idle[pool->nidle] = NULL;
     pthread_mutex_unlock(&pool->lock);
 
+    int64_t connecting = cv_monotonic_ms();
     if (conn && !conn_usable(conn)) {
         cv_log_info("database: replacing a broken pooled connection");
         PQreset(conn);
@@ -334,7 +335,11 @@ give_back:
     if (!conn) {
         /* Give the slot back empty so that a later call tries again. */
         pthread_mutex_lock(&pool->lock);
-        pool_trouble(pool, err->msg);
+        /* Only a failure that made the caller wait opens the circuit (the server does not
+         * answer); one the server answered at once (too many clients, shutting down,
+         * refused) is cheap to meet again and may not concern the next caller. */
+        if (cv_monotonic_ms() - connecting >= options.connect_timeout_s * 1000L - 100)
+            pool_trouble(pool, err->msg);
         pool->idle[pool->nidle++] = NULL;
         pthread_cond_signal(&pool->freed);
         pthread_mutex_unlock(&pool->lock);
