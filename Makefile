@@ -28,7 +28,7 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o \
 	$(BUILD)/gen/common_migrations.o
 LIB := $(BUILD)/libconveyor.a
 
-BINS := $(SERVICES:%=$(BUILD)/bin/%-service) $(BUILD)/bin/cv-avro
+BINS := $(SERVICES:%=$(BUILD)/bin/%-service) $(BUILD)/bin/cv-avro $(BUILD)/bin/cv-dlq
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 INT_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,\
 	$(wildcard tests/integration/test_*.c))
@@ -61,7 +61,7 @@ $(LIB): $(COMMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/bin/cv-avro: common/tools/cv-avro.c $(LIB)
+$(BUILD)/bin/cv-%: common/tools/cv-%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 

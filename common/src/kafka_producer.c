@@ -3,6 +3,7 @@
  * as published (the outbox relay deletes rows only then). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cv/log.h"
@@ -29,10 +30,12 @@ struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char 
 {
     /* message.timeout.ms=0: a message is retried until delivered, never expired. Expiring one
      * would let a later message of the same key overtake it when its sender retries. */
-    static const char *const defaults[] = {
+    char max_bytes[16];
+    snprintf(max_bytes, sizeof(max_bytes), "%d", CV_KAFKA_MESSAGE_MAX_BYTES);
+    const char *const defaults[] = {
         "enable.idempotence", "true", "acks", "all", "max.in.flight.requests.per.connection",
         "5", "message.timeout.ms", "0", "linger.ms", "5", "socket.keepalive.enable", "true",
-        NULL};
+        "message.max.bytes", max_bytes, NULL};
     rd_kafka_conf_t *conf =
         cv_kafka_conf_new(brokers, client_id, defaults, extra, errstr, errstr_size);
     if (!conf)
@@ -92,12 +95,47 @@ int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void 
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(dlv), RD_KAFKA_V_END);
     if (err) {
+        if (dlv)
+            dlv->err = err;
         /* The headers pass to librdkafka only on success (PITFALLS.md). */
         rd_kafka_headers_destroy(hdrs);
         snprintf(errstr, errstr_size, "produce to %s: %s", topic, rd_kafka_err2str(err));
         return -1;
     }
     return 0;
+}
+
+size_t cv_kafka_record_size(size_t key_len, size_t value_len,
+                            const struct cv_kafka_header *headers, size_t nheaders)
+{
+    /* Varint lengths take at most 5 bytes each: name length, value length per header. */
+    size_t size = CV_KAFKA_FRAMING_BYTES + key_len + value_len;
+    for (size_t i = 0; i < nheaders; i++)
+        size += strlen(headers[i].name) + (headers[i].value ? headers[i].len : 0) + 10;
+    return size;
+}
+
+int cv_kafka_err_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: /* not with message.timeout.ms=0, but final if so */
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 static long now_ms(void)

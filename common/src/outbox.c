@@ -5,25 +5,11 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "cv/json.h"
 #include "cv/log.h"
 #include "outbox_int.h"
-
-static int is_text(const unsigned char *p, size_t len)
-{
-    /* jsonb strings must be valid UTF-8 without NUL; anything else is stored as hex. */
-    for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-        if (c == 0 || n == 0 || i + n > len)
-            return 0;
-        for (size_t k = 1; k < n; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-        i += n;
-    }
-    return 1;
-}
 
 static char *headers_to_json(const struct cv_kafka_header *headers, size_t nheaders)
 {
@@ -31,16 +17,23 @@ static char *headers_to_json(const struct cv_kafka_header *headers, size_t nhead
     for (size_t i = 0; i < nheaders; i++) {
         const unsigned char *v = headers[i].value;
         size_t len = v ? headers[i].len : 0;
-        json_t *h = json_pack("{s:s}", "k", headers[i].name);
+        const char *name = headers[i].name;
+        json_t *h = json_object();
+        if (cv_json_is_text(name, strlen(name))) {
+            json_object_set_new(h, "k", json_string(name));
+        } else {
+            char *hex = cv_hex_encode(name, strlen(name));
+            json_object_set_new(h, "kx", json_string(hex ? hex : ""));
+            free(hex);
+        }
         if (!v) {
             json_object_set_new(h, "v", json_null());
-        } else if (is_text(v, len)) {
+        } else if (cv_json_is_text(v, len)) {
+            /* jsonb strings must be valid UTF-8 without NUL; anything else is stored as hex. */
             json_object_set_new(h, "v", json_stringn((const char *)v, len));
         } else {
-            char *hex = malloc(len * 2 + 1);
-            for (size_t k = 0; k < len; k++)
-                snprintf(hex + 2 * k, 3, "%02x", v[k]);
-            json_object_set_new(h, "x", json_stringn(hex, len * 2));
+            char *hex = cv_hex_encode(v, len);
+            json_object_set_new(h, "x", json_string(hex ? hex : ""));
             free(hex);
         }
         json_array_append_new(arr, h);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cv/log.h"
+#include "cv/metrics.h"
 #include "cv/outbox.h"
 #include "outbox_int.h"
 
@@ -24,8 +25,10 @@ struct cv_outbox_relay {
     PGconn *conn;
     volatile int stop;
     volatile int active;
+    volatile int fatal; /* the producer hit a fatal error: the process must restart */
     volatile unsigned long published;
     pthread_t thread;
+    char *known_topics[16]; /* topics the broker said exist */
 };
 
 /* One outbox row decoded for publishing. */
@@ -40,6 +43,8 @@ struct row {
     size_t nheaders;
     json_t *headers_json; /* owns the header names and text values */
     unsigned char **header_bufs; /* decoded hex values */
+    unsigned char **name_bufs;   /* decoded hex names */
+    const char *quarantine;      /* why the broker can never take this row, or NULL */
 };
 
 static void row_free(struct row *r)
@@ -48,9 +53,12 @@ static void row_free(struct row *r)
     free(r->topic);
     PQfreemem(r->key);
     PQfreemem(r->value);
-    for (size_t i = 0; i < r->nheaders; i++)
+    for (size_t i = 0; i < r->nheaders; i++) {
         free(r->header_bufs[i]);
+        free(r->name_bufs[i]);
+    }
     free(r->header_bufs);
+    free(r->name_bufs);
     free(r->headers);
     json_decref(r->headers_json);
 }
@@ -74,10 +82,20 @@ static void row_parse_headers(struct row *r, const char *text)
     size_t n = json_is_array(r->headers_json) ? json_array_size(r->headers_json) : 0;
     r->headers = calloc(n ? n : 1, sizeof(*r->headers));
     r->header_bufs = calloc(n ? n : 1, sizeof(*r->header_bufs));
+    r->name_bufs = calloc(n ? n : 1, sizeof(*r->name_bufs));
     for (size_t i = 0; i < n; i++) {
         json_t *h = json_array_get(r->headers_json, i);
         struct cv_kafka_header *kh = &r->headers[r->nheaders];
         kh->name = json_string_value(json_object_get(h, "k"));
+        if (!kh->name && json_is_string(json_object_get(h, "kx"))) {
+            /* A name that is not text (a dead letter's original header): its bytes, up to a
+             * NUL, since librdkafka takes names as C strings. */
+            size_t len;
+            r->name_bufs[r->nheaders] =
+                hex_decode(json_string_value(json_object_get(h, "kx")), &len);
+            r->name_bufs[r->nheaders][len] = '\0';
+            kh->name = (const char *)r->name_bufs[r->nheaders];
+        }
         if (!kh->name)
             continue;
         json_t *v = json_object_get(h, "v");
@@ -166,16 +184,21 @@ static int relay_try_lock(struct cv_outbox_relay *relay)
     return got;
 }
 
-/* Deletes the rows whose delivery succeeded. -1 on a database error. */
-static int delete_delivered(struct cv_outbox_relay *relay, struct row *rows,
-                            struct cv_kafka_delivery *dlv, int n)
+/* Deletes the rows whose delivery succeeded and moves those the broker can never take to
+ * outbox_quarantine, in one transaction. -1 on a database error. */
+static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
+                       struct cv_kafka_delivery *dlv, int n)
 {
     size_t cap = (size_t)n * 21 + 3;
     char *ids = malloc(cap);
     size_t pos = 0;
-    int count = 0;
+    int count = 0, quarantined = 0;
     ids[pos++] = '{';
     for (int i = 0; i < n; i++) {
+        if (rows[i].quarantine) {
+            quarantined++;
+            continue;
+        }
         if (!dlv[i].done || dlv[i].err)
             continue;
         pos += (size_t)snprintf(ids + pos, cap - pos, "%s%s", count ? "," : "", rows[i].id);
@@ -183,22 +206,112 @@ static int delete_delivered(struct cv_outbox_relay *relay, struct row *rows,
     }
     ids[pos++] = '}';
     ids[pos] = '\0';
+    struct cv_db_err err;
     int rc = 0;
-    if (count > 0) {
-        struct cv_db_err err;
+    if (count == 0 && quarantined == 0)
+        goto out;
+    rc = cv_db_begin(relay->conn, &err);
+    if (rc == 0 && count > 0) {
         const char *params[] = {ids};
         rc = cv_db_exec(relay->conn, "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1, params,
                         &err);
-        if (rc < 0)
-            cv_log_warn("outbox relay: delete: %s", err.msg);
-        else
-            relay->published += (unsigned long)count;
     }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (!rows[i].quarantine)
+            continue;
+        const char *params[] = {rows[i].id, rows[i].quarantine};
+        rc = cv_db_exec(relay->conn,
+                        "WITH moved AS (DELETE FROM outbox WHERE id = $1::bigint RETURNING *)"
+                        " INSERT INTO outbox_quarantine (id, topic, key, value, headers,"
+                        " created_at, reason) SELECT id, topic, key, value, headers, created_at,"
+                        " $2 FROM moved",
+                        2, params, &err);
+    }
+    if (rc == 0)
+        rc = cv_db_commit(relay->conn, &err);
+    if (rc < 0) {
+        cv_db_rollback(relay->conn);
+        cv_log_warn("outbox relay: delete: %s", err.msg);
+        goto out;
+    }
+    relay->published += (unsigned long)count;
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].quarantine)
+            continue;
+        cv_log_error("outbox relay: row %s to %s quarantined (outbox_quarantine): %s",
+                     rows[i].id, rows[i].topic, rows[i].quarantine);
+        cv_counter_add(cv_metrics_counter("outbox_quarantined_total",
+                                          "Outbox rows the broker can never take, moved to "
+                                          "outbox_quarantine",
+                                          NULL),
+                       1);
+    }
+out:
     free(ids);
     return rc;
 }
 
-/* Publishes one batch. Returns the number of rows found, or -1 on a database error. */
+/* Whether topic exists: 1 yes, 0 no (the broker says so), -1 unknown (no answer). A message
+ * to a missing topic would otherwise wait in librdkafka for topic.metadata.propagation.max.ms
+ * and hold up every row behind it. */
+static int topic_exists(struct cv_outbox_relay *relay, const char *topic)
+{
+    size_t n = sizeof(relay->known_topics) / sizeof(relay->known_topics[0]);
+    for (size_t i = 0; i < n && relay->known_topics[i]; i++)
+        if (strcmp(relay->known_topics[i], topic) == 0)
+            return 1;
+    rd_kafka_t *rk = cv_kafka_producer_handle(relay->producer);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return -1;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    int exists = -1;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+        rd_kafka_resp_err_t terr = md->topics[0].err;
+        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0)
+            exists = 1;
+        else if (terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                 terr == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION)
+            exists = 0;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (exists == 1) {
+        size_t i = 0;
+        while (i < n && relay->known_topics[i])
+            i++;
+        if (i == n) { /* full: start over */
+            for (i = 0; i < n; i++) {
+                free(relay->known_topics[i]);
+                relay->known_topics[i] = NULL;
+            }
+            i = 0;
+        }
+        relay->known_topics[i] = strdup(topic);
+    }
+    return exists;
+}
+
+/* A fatal producer error (idempotence broken) leaves the producer unusable: only a new process
+ * can go on, in order. 1 if there is one. */
+static int producer_fatal(struct cv_outbox_relay *relay)
+{
+    char why[512];
+    rd_kafka_t *rk = cv_kafka_producer_handle(relay->producer);
+    if (!rd_kafka_fatal_error(rk, why, sizeof(why)))
+        return 0;
+    if (!relay->fatal)
+        cv_log_error("outbox relay: fatal producer error, the process must restart: %s", why);
+    relay->fatal = 1;
+    relay->stop = 1;
+    return 1;
+}
+
+/* Publishes one batch. Returns the number of rows found, or -1 on a database error. Rows the
+ * broker can never take are quarantined; a transient failure ends the round early (the rows
+ * from there are produced again next round, in order). */
 static int publish_batch(struct cv_outbox_relay *relay)
 {
     struct cv_db_err err;
@@ -231,20 +344,44 @@ static int publish_batch(struct cv_outbox_relay *relay)
     }
     PQclear(res);
 
-    int produced = 0;
-    for (; produced < n && !relay->stop; produced++) {
+    int produced = 0, transient = 0;
+    for (; produced < n && !relay->stop && !transient; produced++) {
         struct row *r = &rows[produced];
         char errstr[256];
+        int exists = topic_exists(relay, r->topic);
+        if (exists == 0) {
+            r->quarantine = "topic does not exist";
+            dlv[produced].done = 1;
+            continue;
+        }
+        if (exists < 0) {
+            cv_log_warn("outbox relay: row %s: no metadata for topic %s; retrying", r->id,
+                        r->topic);
+            transient = 1;
+            break;
+        }
         while (cv_kafka_produce(relay->producer, r->topic, r->key, r->key_len, r->value,
                                 r->value_len, r->headers, r->nheaders, &dlv[produced], errstr,
                                 sizeof(errstr)) < 0) {
-            /* Local queue full: serve reports and try again; anything else is logged. */
-            cv_log_debug("outbox relay: %s", errstr);
-            if (relay->stop)
-                break;
-            rd_kafka_poll(cv_kafka_producer_handle(relay->producer), 100);
+            rd_kafka_resp_err_t perr = dlv[produced].err;
+            dlv[produced].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+            if (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                /* Local queue full: serve reports and try again. */
+                if (relay->stop)
+                    break;
+                rd_kafka_poll(cv_kafka_producer_handle(relay->producer), 100);
+                continue;
+            }
+            if (cv_kafka_err_permanent(perr)) {
+                r->quarantine = rd_kafka_err2str(perr);
+                dlv[produced].done = 1;
+            } else if (!producer_fatal(relay)) {
+                cv_log_warn("outbox relay: row %s: %s; retrying", r->id, errstr);
+                transient = 1;
+            }
+            break;
         }
-        if (relay->stop)
+        if (relay->stop || transient)
             break;
     }
     /* Deliveries never expire (message.timeout.ms=0): wait while the broker is away. On stop,
@@ -254,18 +391,23 @@ static int publish_batch(struct cv_outbox_relay *relay)
         cv_kafka_wait(relay->producer, dlv, (size_t)produced, 5000, NULL);
     int failed = 0;
     for (int i = 0; i < produced; i++) {
-        if (dlv[i].done && dlv[i].err) {
+        if (!dlv[i].done || !dlv[i].err || rows[i].quarantine)
+            continue;
+        if (cv_kafka_err_permanent(dlv[i].err)) {
+            rows[i].quarantine = rd_kafka_err2str(dlv[i].err);
+        } else {
             failed++;
-            cv_log_error("outbox relay: row %s to %s failed: %s", rows[i].id, rows[i].topic,
-                         rd_kafka_err2str(dlv[i].err));
+            cv_log_warn("outbox relay: row %s to %s failed: %s; retrying", rows[i].id,
+                        rows[i].topic, rd_kafka_err2str(dlv[i].err));
         }
     }
-    int rc = delete_delivered(relay, rows, dlv, produced);
+    producer_fatal(relay);
+    int rc = settle_rows(relay, rows, dlv, produced);
     for (int i = 0; i < n; i++)
         row_free(&rows[i]);
     free(rows);
     free(dlv);
-    if (failed)
+    if (failed || transient)
         relay_sleep(relay, 1000); /* failed rows stay and are tried again */
     return rc < 0 ? -1 : n;
 }
@@ -274,7 +416,7 @@ static void *relay_main(void *arg)
 {
     struct cv_outbox_relay *relay = arg;
     int backoff = 100;
-    while (!relay->stop) {
+    while (!relay->stop && !producer_fatal(relay)) {
         if (!relay->conn && relay_connect(relay) < 0) {
             relay_sleep(relay, backoff);
             backoff = backoff < 5000 ? backoff * 2 : 5000;
@@ -339,8 +481,15 @@ void cv_outbox_relay_stop(struct cv_outbox_relay *relay)
         return;
     relay->stop = 1;
     pthread_join(relay->thread, NULL);
+    for (size_t i = 0; i < sizeof(relay->known_topics) / sizeof(relay->known_topics[0]); i++)
+        free(relay->known_topics[i]);
     free(relay->conninfo);
     free(relay);
+}
+
+int cv_outbox_relay_fatal(const struct cv_outbox_relay *relay)
+{
+    return relay->fatal;
 }
 
 int cv_outbox_relay_active(const struct cv_outbox_relay *relay)

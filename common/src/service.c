@@ -97,11 +97,25 @@ static struct cv_config_var common_vars[] = {
     {"TOPIC_PREFIX", "",
      "Prefix of every topic name this service uses (several systems on one cluster)",
      CV_CONFIG_STRING, 0, 0},
+    {"CONSUMER_DEAD_LETTER_TYPES", "",
+     "Event types (comma-separated, e.g. OrderPlaced) dead-lettered instead of applied, to hold "
+     "back a type whose handling is broken; redrive them after the fix (cv-dlq redrive)",
+     CV_CONFIG_STRING, 0, 0},
+    {"OUTBOX_STALL_SECONDS", "60",
+     "/readyz answers 503 when the outbox is not empty and no row has left it for this long",
+     CV_CONFIG_INT, 1, 86400},
+    {"PROCESSED_EVENTS_RETENTION_HOURS", "336",
+     "Processed event ids (and idempotency keys) are purged after this many hours; must exceed "
+     "the retention of every topic consumed (checked at start); 0 keeps them for ever",
+     CV_CONFIG_INT, 0, 876000},
+    {"HOUSEKEEPING_INTERVAL_SECONDS", "300", "How often expired rows are purged", CV_CONFIG_INT,
+     1, 86400},
     {"LOG_LEVEL", "info", "debug, info, warn or error", CV_CONFIG_STRING, 0, 0},
     {NULL, NULL, NULL, 0, 0, 0},
 };
 
 static volatile sig_atomic_t got_signal;
+static volatile int got_signal_int; /* the same, readable as an int stop flag */
 
 const struct cv_config *cv_service_config(const struct cv_service *svc)
 {
@@ -195,7 +209,8 @@ void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db
     }
 }
 
-/* /readyz: the database answers, a broker answers, the consumer loop runs. */
+/* /readyz: the database answers, a broker answers, the consumer loop runs, the outbox relay
+ * makes progress. */
 static int service_ready(void *app, char *reason, size_t reason_size)
 {
     struct cv_service *svc = app;
@@ -215,6 +230,13 @@ static int service_ready(void *app, char *reason, size_t reason_size)
         snprintf(reason, reason_size, "kafka unreachable");
         return 0;
     }
+    pthread_mutex_lock(&svc->ready_lock);
+    int stalled = svc->outbox_stalled;
+    if (stalled)
+        snprintf(reason, reason_size, "%s", svc->outbox_stall_reason);
+    pthread_mutex_unlock(&svc->ready_lock);
+    if (stalled)
+        return 0;
     /* Bounded: a frozen or unreachable server turns this 503 within about a second (or the
      * connect timeout, when a broken connection must be replaced first). */
     struct cv_db_err err;
@@ -229,6 +251,7 @@ static int service_ready(void *app, char *reason, size_t reason_size)
 static void on_signal(int sig)
 {
     got_signal = sig;
+    got_signal_int = 1;
 }
 
 /* Waits until the database answers (it may start after us under docker compose), then
@@ -312,6 +335,8 @@ static int setup_kafka(struct cv_service *svc)
             backoff = backoff < 5000 ? backoff * 2 : 5000;
         }
     }
+    if (cv_service_check_retention(svc, &got_signal_int) < 0)
+        return -1;
     svc->relay = cv_outbox_relay_start(
         cv_config_str(svc->cfg, "DATABASE_URL"), svc->producer,
         (unsigned)cv_config_int(svc->cfg, "OUTBOX_BATCH_SIZE"), errstr, sizeof(errstr));
@@ -421,6 +446,7 @@ static void teardown(struct cv_service *svc)
     cv_http_server_destroy(svc->http); /* waits for requests in flight */
     cv_waiters_destroy(svc->waiters);
     cv_service_consumer_stop(svc);     /* finishes its batch, commits, leaves the group */
+    cv_service_housekeeping_stop(svc);
     cv_outbox_relay_stop(svc->relay);  /* finishes its round */
     cv_kafka_producer_destroy(svc->producer, 5000);
     cv_db_pool_destroy(svc->pool);
@@ -494,9 +520,18 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         setup_http(svc) < 0 ||
         setup_kafka(svc) < 0)
         goto out;
+    if (cv_service_housekeeping_start(svc) < 0) {
+        cv_log_error("cannot start the housekeeping thread");
+        goto out;
+    }
     cv_log_info("started");
-    while (!got_signal)
+    while (!got_signal && !cv_outbox_relay_fatal(svc->relay))
         cv_sleep_ms(200, NULL);
+    if (!got_signal) {
+        /* Only a new producer can go on in order: let the supervisor restart us. */
+        cv_log_error("exiting after a fatal producer error");
+        goto out;
+    }
     cv_log_info("received signal %d, shutting down", (int)got_signal);
     status = 0;
 out:

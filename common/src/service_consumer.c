@@ -77,6 +77,37 @@ static void decoded_free(struct decoded *d)
     free(d->key);
 }
 
+static int is_dead_letter_topic(const char *topic)
+{
+    size_t len = strlen(topic);
+    return len >= 4 && strcmp(topic + len - 4, ".dlq") == 0;
+}
+
+/* A record an operator sent back from a dead-letter topic (cv-dlq redrive). */
+static int redriven(const struct cv_event *ev)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v;
+    size_t len;
+    return rd_kafka_message_headers(ev->msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+           rd_kafka_header_get_last(hdrs, "redriven_from", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* 1 if type is listed in CONSUMER_DEAD_LETTER_TYPES (comma-separated). */
+static int held_back(struct cv_service *svc, const char *type)
+{
+    const char *list = cv_config_str(svc->cfg, "CONSUMER_DEAD_LETTER_TYPES");
+    size_t len = strlen(type);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, type, n) == 0)
+            return 1;
+        p += n + (end ? 1 : 0);
+    }
+    return 0;
+}
+
 /* Runs one record inside the open transaction, under a savepoint. With reject set, the record
  * is not handled but dead-lettered for that reason (it failed on its own). Returns CV_HANDLED
  * (also for skipped duplicates and dead-lettered records) or CV_RETRY; err is set for
@@ -117,7 +148,9 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         snprintf(reason, sizeof(reason), "undecodable: %s", ev->decode_error);
         result = CV_REJECT;
     } else if (!svc->def->raw) {
-        int claimed = cv_dedup_claim(conn, svc->def->name, ev->event_id, err);
+        int claimed = redriven(ev) ? cv_dedup_claim_redriven(conn, svc->def->name,
+                                                             ev->event_id, err)
+                                   : cv_dedup_claim(conn, svc->def->name, ev->event_id, err);
         if (claimed < 0)
             result = cv_service_db_failure(err, reason, sizeof(reason));
         else if (claimed == 0) {
@@ -126,6 +159,10 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
                                               "Redelivered events skipped", NULL),
                            1);
             result = CV_HANDLED;
+        } else if (held_back(svc, ev->type)) {
+            snprintf(reason, sizeof(reason), "held back: %s is in CONSUMER_DEAD_LETTER_TYPES",
+                     ev->type);
+            result = CV_REJECT;
         } else {
             result = svc->def->on_event(svc, conn, ev, reason, sizeof(reason));
         }
@@ -144,15 +181,27 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         if (cv_db_exec(conn, "ROLLBACK TO SAVEPOINT record", 0, NULL, err) < 0)
             result = CV_RETRY;
         else if (ev->event_id && !svc->def->raw &&
-                 cv_dedup_claim(conn, svc->def->name, ev->event_id, err) < 0)
+                 cv_dedup_claim_dead_letter(conn, svc->def->name, ev->event_id, err) < 0)
             result = CV_RETRY;
-        else if (cv_service_dead_letter(svc, conn, ev->msg, reason, err) < 0)
-            result = CV_RETRY;
-        else
+        else if (is_dead_letter_topic(ev->topic)) {
+            /* A dead letter of a dead letter could loop (audit consumes its own dead-letter
+             * topic): the record stays where it is, on its dead-letter topic. */
+            cv_log_error("not dead-lettering %s[%d]@%lld, read from a dead-letter topic: %s",
+                         ev->topic, (int)ev->partition, (long long)ev->offset, reason);
+            cv_counter_add(cv_metrics_counter("consumer_dead_letters_skipped_total",
+                                              "Records of dead-letter topics that could not be "
+                                              "processed, left where they are",
+                                              NULL),
+                           1);
             result = CV_HANDLED;
-        cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
-                                          "Records sent to the dead-letter topic", NULL),
-                       1);
+        } else if (cv_service_dead_letter(svc, conn, ev->msg, reason, err) < 0) {
+            result = CV_RETRY;
+        } else {
+            result = CV_HANDLED;
+            cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
+                                              "Records sent to the dead-letter topic", NULL),
+                           1);
+        }
     } else if (cv_db_exec(conn, "RELEASE SAVEPOINT record", 0, NULL, err) < 0) {
         result = CV_RETRY;
     }

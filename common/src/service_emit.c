@@ -75,6 +75,13 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
     return rc;
 }
 
+/* Headers named dlq_* are ours: those of a record redriven or dead-lettered before are not
+ * carried over (the new ones say why and where from). */
+static int is_dlq_header(const char *name)
+{
+    return strncmp(name, "dlq_", 4) == 0;
+}
+
 int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_message_t *msg,
                            const char *reason, struct cv_db_err *err)
 {
@@ -82,15 +89,22 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
     size_t norig = 0;
     if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR)
         norig = rd_kafka_header_cnt(orig);
-    struct cv_kafka_header *headers = calloc(norig + 6, sizeof(*headers));
+    struct cv_kafka_header *headers = calloc(norig + 9, sizeof(*headers));
+    if (!headers) {
+        snprintf(err->msg, sizeof(err->msg), "dead letter: out of memory");
+        err->transient = 1;
+        return -1;
+    }
     size_t n = 0;
     for (size_t i = 0; i < norig; i++) {
         const char *name;
         const void *value;
         size_t len;
-        if (rd_kafka_header_get_all(orig, i, &name, &value, &len) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (rd_kafka_header_get_all(orig, i, &name, &value, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            !is_dlq_header(name))
             headers[n++] = (struct cv_kafka_header){name, value, len};
     }
+    size_t nkept = n; /* the original headers are headers[0..nkept) */
     char partition[16], offset[24], when[25];
     snprintf(partition, sizeof(partition), "%d", (int)msg->partition);
     snprintf(offset, sizeof(offset), "%lld", (long long)msg->offset);
@@ -103,10 +117,42 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
     headers[n++] = (struct cv_kafka_header){"dlq_time", when, strlen(when)};
     headers[n++] =
         (struct cv_kafka_header){"dlq_consumer", svc->def->name, strlen(svc->def->name)};
+
+    /* A dead letter must fit what our producer sends, or the relay could never publish it. The
+     * full record stays on its source topic; cut, in this order, the value, the original
+     * headers, the key, and say so in headers (room for them is reserved first). */
+    const void *key = msg->key;
+    size_t key_len = msg->key ? msg->key_len : 0;
+    const void *value = msg->payload ? msg->payload : "";
+    size_t value_len = msg->payload ? msg->len : 0;
+    char value_cut[24], headers_cut[24], key_cut[24];
+    size_t notes = 3 * (sizeof("dlq_headers_dropped") + sizeof(value_cut) + 10);
+    size_t limit = CV_KAFKA_MESSAGE_MAX_BYTES;
+    size_t budget = limit - notes; /* what the record may take before the notes are added */
+    size_t fixed = cv_kafka_record_size(key_len, 0, headers, n);
+    if (fixed + value_len > limit) {
+        size_t room = fixed < budget ? budget - fixed : 0;
+        snprintf(value_cut, sizeof(value_cut), "%zu", value_len);
+        value_len = room < value_len ? room : value_len;
+        headers[n++] =
+            (struct cv_kafka_header){"dlq_value_truncated", value_cut, strlen(value_cut)};
+    }
+    if (cv_kafka_record_size(key_len, value_len, headers, n) > limit && nkept > 0) {
+        snprintf(headers_cut, sizeof(headers_cut), "%zu", nkept);
+        memmove(headers, headers + nkept, (n - nkept) * sizeof(*headers));
+        n -= nkept;
+        headers[n++] =
+            (struct cv_kafka_header){"dlq_headers_dropped", headers_cut, strlen(headers_cut)};
+    }
+    if (cv_kafka_record_size(key_len, value_len, headers, n) > limit) {
+        size_t over = cv_kafka_record_size(key_len, value_len, headers, n) - budget;
+        snprintf(key_cut, sizeof(key_cut), "%zu", key_len);
+        key_len = over < key_len ? key_len - over : 0;
+        headers[n++] = (struct cv_kafka_header){"dlq_key_truncated", key_cut, strlen(key_cut)};
+    }
     cv_log_warn("dead-lettering %s[%d]@%lld to %s: %s", topic, (int)msg->partition,
                 (long long)msg->offset, svc->dlq_topic, reason);
-    int rc = cv_outbox_add(conn, svc->dlq_topic, msg->key, msg->key_len, msg->payload ? msg->payload : "",
-                           msg->len, headers, n, err);
+    int rc = cv_outbox_add(conn, svc->dlq_topic, key, key_len, value, value_len, headers, n, err);
     free(headers);
     return rc;
 }

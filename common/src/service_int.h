@@ -31,11 +31,25 @@ struct cv_service {
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;
     int kafka_ok;
+    /* housekeeping (service_housekeeping.c); outbox_stalled and its reason under ready_lock */
+    pthread_t housekeeping_thread;
+    int housekeeping_started;
+    int outbox_stalled;
+    char outbox_stall_reason[192];
 };
 
 /* Starts / stops the consumer loop thread (service_consumer.c). */
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);
 void cv_service_consumer_stop(struct cv_service *svc);
+
+/* Starts / stops the housekeeping thread (service_housekeeping.c): outbox gauges and stall
+ * state every second, purges every HOUSEKEEPING_INTERVAL_SECONDS. Stop after svc->stop is set. */
+int cv_service_housekeeping_start(struct cv_service *svc);
+void cv_service_housekeeping_stop(struct cv_service *svc);
+/* Checks that PROCESSED_EVENTS_RETENTION_HOURS exceeds the retention.ms of every topic the
+ * service consumes, asking the broker until it answers or *give_up. 0, or -1 after logging
+ * the one line that says why. */
+int cv_service_check_retention(struct cv_service *svc, const volatile int *give_up);
 
 /* Writes a dead-letter record for msg (its key, value and headers, plus why and where from)
  * to the outbox on conn, in the open transaction (service_emit.c). */

@@ -20,6 +20,11 @@ static const struct cv_service_def order_service = {
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .on_event = order_on_event,
+    /* An Idempotency-Key protects a client's retries, long over once the retention passed. */
+    .purge_sql = "DELETE FROM idempotency_keys WHERE key = ANY(ARRAY(SELECT key FROM"
+                 " idempotency_keys WHERE created_at < now() - make_interval(hours => $1::int)"
+                 " LIMIT 10000))",
+    .purge_table = "idempotency_keys",
     .notify_channel = "order_status", /* long polls; see sql/002_order_status_notify.sql */
 };
 

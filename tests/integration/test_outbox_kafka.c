@@ -292,6 +292,93 @@ START_TEST(test_one_active_relay)
 }
 END_TEST
 
+/* Adds a raw row of value_len zero bytes to the outbox, keyed by key, in its own transaction. */
+static void add_raw_to_outbox(const char *key, size_t value_len)
+{
+    unsigned char *value = calloc(1, value_len);
+    struct cv_db_err err;
+    ck_assert(cv_db_begin(conn, &err) == 0);
+    ck_assert_msg(cv_outbox_add(conn, topic, key, strlen(key), value, value_len, NULL, 0, &err) ==
+                      0,
+                  "%s", err.msg);
+    ck_assert_msg(cv_db_commit(conn, &err) == 0, "%s", err.msg);
+    free(value);
+}
+
+/* A row larger than the producer takes is quarantined with the reason; the rows before and
+ * after it, of the same key, are published in order. */
+START_TEST(test_oversized_row_quarantined_order_kept)
+{
+    char order_id[37];
+    cv_uuid_v4(order_id);
+    json_t *first = sample_event(order_id, 1), *last = sample_event(order_id, 2);
+    add_to_outbox(first, order_id);
+    add_raw_to_outbox(order_id, CV_KAFKA_MESSAGE_MAX_BYTES + 1);
+    add_to_outbox(last, order_id);
+    struct cv_kafka_consumer *c = new_consumer();
+    char errstr[256];
+    struct cv_outbox_relay *relay =
+        cv_outbox_relay_start(conninfo, producer, 100, errstr, sizeof(errstr));
+    ck_assert_msg(relay != NULL, "%s", errstr);
+    rd_kafka_message_t *msgs[2];
+    size_t got = consume(c, msgs, 2, 60);
+    ck_assert_uint_eq(got, 2);
+    for (size_t i = 0; i < got; i++) {
+        json_t *data = NULL;
+        const struct cv_schema *writer;
+        ck_assert(cv_avro_decode(msgs[i]->payload, msgs[i]->len, NULL, &data, &writer, errstr,
+                                 sizeof(errstr)) == 0);
+        ck_assert_str_eq(json_string_value(json_object_get(data, "customer_id")),
+                         i == 0 ? "customer-1" : "customer-2");
+        json_decref(data);
+        rd_kafka_message_destroy(msgs[i]);
+    }
+    int64_t deadline = cv_monotonic_ms() + 10000;
+    while (outbox_rows() > 0 && cv_monotonic_ms() < deadline)
+        cv_sleep_ms(50, NULL);
+    ck_assert_int_eq(outbox_rows(), 0);
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(conn, "SELECT reason, length(value) FROM outbox_quarantine", 0,
+                                NULL, &err);
+    ck_assert_msg(res != NULL, "%s", err.msg);
+    ck_assert_int_eq(PQntuples(res), 1);
+    ck_assert_msg(strstr(PQgetvalue(res, 0, 0), "too large") != NULL, "%s",
+                  PQgetvalue(res, 0, 0));
+    ck_assert_int_eq(atol(PQgetvalue(res, 0, 1)), CV_KAFKA_MESSAGE_MAX_BYTES + 1);
+    PQclear(res);
+    ck_assert(!cv_outbox_relay_fatal(relay));
+    cv_outbox_relay_stop(relay);
+    cv_kafka_consumer_destroy(c);
+    json_decref(first);
+    json_decref(last);
+}
+END_TEST
+
+/* A fatal producer error (idempotence broken) stops the relay and says so, so that the service
+ * exits and its supervisor starts a new process. */
+START_TEST(test_fatal_producer_error_stops_the_relay)
+{
+    char errstr[256];
+    struct cv_outbox_relay *relay =
+        cv_outbox_relay_start(conninfo, producer, 10, errstr, sizeof(errstr));
+    ck_assert_msg(relay != NULL, "%s", errstr);
+    int64_t deadline = cv_monotonic_ms() + 10000;
+    while (!cv_outbox_relay_active(relay) && cv_monotonic_ms() < deadline)
+        cv_sleep_ms(50, NULL);
+    ck_assert(cv_outbox_relay_active(relay));
+    ck_assert(!cv_outbox_relay_fatal(relay));
+    ck_assert_int_eq(rd_kafka_test_fatal_error(cv_kafka_producer_handle(producer),
+                                               RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                               "injected by the test"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    deadline = cv_monotonic_ms() + 10000;
+    while (!cv_outbox_relay_fatal(relay) && cv_monotonic_ms() < deadline)
+        cv_sleep_ms(50, NULL);
+    ck_assert(cv_outbox_relay_fatal(relay));
+    cv_outbox_relay_stop(relay);
+}
+END_TEST
+
 static Suite *outbox_suite(void)
 {
     Suite *s = suite_create("outbox_kafka");
@@ -302,6 +389,8 @@ static Suite *outbox_suite(void)
     tcase_add_test(tc, test_redelivered_event_applied_once);
     tcase_add_test(tc, test_one_active_relay);
     tcase_add_test(tc, test_broker_down_nothing_lost_order_kept);
+    tcase_add_test(tc, test_oversized_row_quarantined_order_kept);
+    tcase_add_test(tc, test_fatal_producer_error_stops_the_relay);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -66,4 +66,19 @@ int cv_json_error_set(struct cv_json_error *err, const char *path, const char *f
  * string the caller frees with free(), or NULL on failure. */
 char *cv_json_dumps_compact(const json_t *value);
 
+/* 1 if len bytes are text a jsonb string can hold: well-formed UTF-8 without NUL. */
+int cv_json_is_text(const void *bytes, size_t len);
+
+/* Lower-case hex of len bytes, NUL-terminated; caller frees. NULL if out of memory. */
+char *cv_hex_encode(const void *bytes, size_t len);
+
+/* bytes as a JSON value jsonb accepts: a string when cv_json_is_text, else {"hex": "..."}.
+ * New reference, NULL if out of memory. */
+json_t *cv_json_bytes(const void *bytes, size_t len);
+
+/* Replaces, in every string inside value (a top-level string itself is left alone), each NUL
+ * character by the six characters \u0000, which jsonb accepts. Returns how many strings
+ * changed. Object keys are not touched (our Avro decoder refuses NUL in map keys). */
+size_t cv_json_escape_nul(json_t *value);
+
 #endif

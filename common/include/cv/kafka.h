@@ -8,6 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest record our producer sends (librdkafka's message.max.bytes, set to this in
+ * cv_kafka_producer_new): the one place that limit is known. Brokers accept 1048588 by default. */
+#define CV_KAFKA_MESSAGE_MAX_BYTES 1000000
+/* Room kept under that limit for the record and batch framing librdkafka adds. */
+#define CV_KAFKA_FRAMING_BYTES 1024
+
 struct cv_kafka_header {
     const char *name;
     const void *value;
@@ -29,6 +35,15 @@ struct cv_kafka_producer;
 struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char *client_id,
                                                 const char *const *extra, char *errstr,
                                                 size_t errstr_size);
+/* Bytes a record of key_len, value_len and headers takes against CV_KAFKA_MESSAGE_MAX_BYTES,
+ * framing included (an upper bound). */
+size_t cv_kafka_record_size(size_t key_len, size_t value_len,
+                            const struct cv_kafka_header *headers, size_t nheaders);
+
+/* 1 if a produce or delivery error can never go away for that message (too large, invalid,
+ * not authorised): the message must be set aside, not retried. */
+int cv_kafka_err_permanent(rd_kafka_resp_err_t err);
+
 /* Flushes for at most timeout_ms, then destroys. Messages still queued are dropped (their
  * senders must not have treated them as delivered). */
 void cv_kafka_producer_destroy(struct cv_kafka_producer *p, int timeout_ms);
@@ -36,7 +51,7 @@ rd_kafka_t *cv_kafka_producer_handle(struct cv_kafka_producer *p);
 
 /* Queues one message; key may be NULL. Headers are copied. dlv (may be NULL) is filled when
  * the delivery report arrives and must stay valid until then. Returns 0, or -1 with errstr
- * (queue full, unknown topic, message too large). */
+ * (queue full, unknown topic, message too large) and the error code in dlv->err. */
 int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void *key,
                      size_t key_len, const void *value, size_t value_len,
                      const struct cv_kafka_header *headers, size_t nheaders,
@@ -85,5 +100,10 @@ int cv_kafka_consumer_assigned(struct cv_kafka_consumer *c);
 int cv_kafka_create_topics(rd_kafka_t *rk, const char *const *topics, int partitions,
                            int replication_factor, int timeout_ms, char *errstr,
                            size_t errstr_size);
+
+/* Reads topic's retention.ms (-1: kept for ever) into *retention_ms through the admin API.
+ * 0, 1 if the topic does not exist, or -1 with errstr. */
+int cv_kafka_topic_retention_ms(rd_kafka_t *rk, const char *topic, int64_t *retention_ms,
+                                int timeout_ms, char *errstr, size_t errstr_size);
 
 #endif

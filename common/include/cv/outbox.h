@@ -28,6 +28,9 @@ struct cv_outbox_relay *cv_outbox_relay_start(const char *conninfo,
 /* Stops the thread after the round in flight (waiting at most a few seconds for deliveries;
  * rows not acknowledged stay in the outbox for the next relay) and frees it. */
 void cv_outbox_relay_stop(struct cv_outbox_relay *relay);
+/* 1 once the producer hit a fatal error (rd_kafka_fatal_error): the relay stopped, and only a
+ * new process can publish in order again; the service exits non-zero. */
+int cv_outbox_relay_fatal(const struct cv_outbox_relay *relay);
 /* 1 while this relay holds the lock and publishes. */
 int cv_outbox_relay_active(const struct cv_outbox_relay *relay);
 /* Rows published by this relay since start. */

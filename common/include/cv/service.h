@@ -64,6 +64,11 @@ struct cv_service_def {
      * then retried if err is transient). */
     int (*on_batch)(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,
                     size_t n, struct cv_db_err *err);
+    /* Optional: a statement housekeeping runs periodically, with $1 = the retention in hours
+     * (PROCESSED_EVENTS_RETENTION_HOURS), deleting at most 10000 rows per run, e.g. old
+     * idempotency keys; purge_table names them in metrics and logs. */
+    const char *purge_sql;
+    const char *purge_table;
     /* Optional: called once after migrations, with a connection (seed data and so on). */
     int (*init)(struct cv_service *svc, PGconn *conn);
     /* Optional: a PostgreSQL NOTIFY channel whose payloads are keys that requests wait on with
