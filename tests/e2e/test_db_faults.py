@@ -250,10 +250,24 @@ class Run:
         return [o for o in self.orders if o.id and latest.get(o.id) not in o.finals()]
 
 
+def start_cluster():
+    """A cluster on CV_TEST_PG_FAULT_PORT, or on a free port (another one if that was taken
+    meanwhile, e.g. as some connection's ephemeral port)."""
+    fixed = os.environ.get("CV_TEST_PG_FAULT_PORT")
+    for attempt in range(1 if fixed else 3):
+        pg = PgCluster(int(fixed) if fixed else free_port())
+        try:
+            return pg.start()
+        except Exception:
+            pg.destroy()
+            if fixed or attempt == 2:
+                raise
+
+
 @pytest.fixture(scope="module")
 def run(request, log_dir):
-    port = int(os.environ.get("CV_TEST_PG_FAULT_PORT") or free_port())
-    pg = PgCluster(port).start()
+    pg = start_cluster()
+    port = pg.port
     saved = dict(conveyor.PG)
     conveyor.PG.update(host="127.0.0.1", port=str(port), user="postgres")
     system, codes = None, {}
