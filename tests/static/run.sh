@@ -9,8 +9,8 @@
 #                valid literal value, and none it requires is missing (tests/static/check_env.py)
 #   scripts      `shellcheck -x` (sourced files followed, from the repository root) on every
 #                *.sh of the repository (tracked, or untracked and not ignored)
-#   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker and .ci,
-#                with the configuration .yamllint
+#   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker, .ci and
+#                tests/compose, with the configuration .yamllint
 #   BUILD   build directory holding bin/<name>-service, read by the env checks [build]
 # Needs: docker-compose (v1 is enough), kubectl, shellcheck, yamllint, python3 with PyYAML,
 # git, and the service binaries (make).
@@ -69,7 +69,7 @@ for f in "${scripts[@]}"; do
 done
 
 mapfile -t yamls < <(repo_files docker-compose.yml .yamllint 'deploy/k8s/*.yaml' 'deploy/k8s/*.yml' \
-    'deploy/docker/*.yaml' 'deploy/docker/*.yml' '.ci/*.yaml' '.ci/*.yml')
+    'deploy/docker/*.yaml' 'deploy/docker/*.yml' '.ci/*.yaml' '.ci/*.yml' 'tests/compose/*.yml')
 for f in "${yamls[@]}"; do
     check "yamllint: $f" yamllint --strict -c .yamllint "$f"
 done
