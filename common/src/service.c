@@ -67,6 +67,37 @@ static struct cv_config_var common_vars[] = {
      1, 1000},
     {"KAFKA_REPLICATION_FACTOR", "1", "Replication factor of topics this service creates",
      CV_CONFIG_INT, 1, 10},
+    {"KAFKA_SECURITY_PROTOCOL", "plaintext",
+     "How every Kafka client of the service talks to the brokers: plaintext, ssl, "
+     "sasl_plaintext or sasl_ssl",
+     CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SASL_MECHANISM", "SCRAM-SHA-512",
+     "SASL mechanism with sasl_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", CV_CONFIG_STRING, 0,
+     0},
+    {"KAFKA_SASL_USERNAME", "", "SASL user name (required with sasl_*)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SASL_PASSWORD", "",
+     "SASL password (with sasl_*, this or KAFKA_SASL_PASSWORD_FILE; never logged)",
+     CV_CONFIG_SECRET, 0, 0},
+    {"KAFKA_SASL_PASSWORD_FILE", "",
+     "File whose first line is the SASL password (a mounted Secret)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SSL_CA_LOCATION", "",
+     "PEM file of the CA certificates the brokers' certificates are checked against, with ssl "
+     "or sasl_ssl (default: the system's store); the broker's name or address must match its "
+     "certificate",
+     CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SSL_CERTIFICATE_LOCATION", "",
+     "PEM client certificate for brokers that require one (mutual TLS)", CV_CONFIG_STRING, 0,
+     0},
+    {"KAFKA_SSL_KEY_LOCATION", "", "PEM private key of KAFKA_SSL_CERTIFICATE_LOCATION",
+     CV_CONFIG_STRING, 0, 0},
+    {"DB_SSLMODE", "",
+     "libpq sslmode of every database connection unless DATABASE_URL names one: disable, "
+     "allow, prefer, require, verify-ca or verify-full (default: libpq's, prefer)",
+     CV_CONFIG_STRING, 0, 0},
+    {"DB_SSLROOTCERT", "",
+     "PEM file of the CA certificates the database server's certificate is checked against "
+     "(verify-ca, verify-full)",
+     CV_CONFIG_STRING, 0, 0},
     {"DB_POOL_SIZE", "20", "PostgreSQL connections of the pool", CV_CONFIG_INT, 2, 500},
     {"DB_POOL_WAIT_MS", "2000",
      "Longest wait for a free pooled connection (HTTP then answers 503 with Retry-After)",
@@ -229,8 +260,8 @@ void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db
     }
 }
 
-/* /readyz: start-up is not waiting for the schema registry, the database answers, a broker
- * answers, the consumer loop runs, the outbox relay makes progress. */
+/* /readyz: start-up is not waiting for the schema registry, a broker answers, the consumer
+ * loop runs, the outbox relay makes progress, the database answers. */
 static int service_ready(void *app, char *reason, size_t reason_size)
 {
     struct cv_service *svc = app;
@@ -241,10 +272,6 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     pthread_mutex_unlock(&svc->ready_lock);
     if (registry_wait)
         return 0;
-    if (svc->def->consumes && !svc->consumer_running) {
-        snprintf(reason, reason_size, "consumer not running");
-        return 0;
-    }
     pthread_mutex_lock(&svc->ready_lock);
     int64_t now = cv_monotonic_ms();
     if (now - svc->kafka_checked_ms > 1000) {
@@ -254,7 +281,12 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     int kafka_ok = svc->kafka_ok;
     pthread_mutex_unlock(&svc->ready_lock);
     if (!kafka_ok) {
-        snprintf(reason, reason_size, "kafka unreachable");
+        /* first: a broker that refuses our credentials also keeps the consumer from starting */
+        snprintf(reason, reason_size, "kafka unreachable (the log says why)");
+        return 0;
+    }
+    if (svc->def->consumes && !svc->consumer_running) {
+        snprintf(reason, reason_size, "consumer not running");
         return 0;
     }
     pthread_mutex_lock(&svc->ready_lock);
@@ -333,7 +365,8 @@ static int setup_producer(struct cv_service *svc)
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-producer", svc->def->name);
     svc->producer = cv_kafka_producer_new(cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS"),
-                                          client_id, NULL, errstr, sizeof(errstr));
+                                          client_id, svc->kafka_sec.props, errstr,
+                                          sizeof(errstr));
     if (!svc->producer) {
         cv_log_error("kafka producer: %s", errstr);
         return -1;
@@ -478,6 +511,7 @@ static void teardown(struct cv_service *svc)
     cv_outbox_relay_stop(svc->relay);  /* finishes its round */
     cv_kafka_producer_destroy(svc->producer, 5000);
     cv_db_pool_destroy(svc->pool);
+    cv_service_security_free(svc);
     cv_config_destroy(svc->cfg);
     for (size_t i = 0; svc->consumes && svc->consumes[i]; i++)
         free(svc->consumes[i]);
@@ -528,8 +562,10 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
     }
-    if (cv_service_registry_init(svc, errstr, sizeof(errstr)) < 0) {
+    if (cv_service_security_init(svc, errstr, sizeof(errstr)) < 0 ||
+        cv_service_registry_init(svc, errstr, sizeof(errstr)) < 0) {
         fprintf(stderr, "%s: %s\n", program, errstr);
+        cv_service_security_free(svc);
         cv_config_destroy(svc->cfg);
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
