@@ -17,6 +17,7 @@ struct cv_service {
     struct cv_outbox_relay *relay;
     struct cv_kafka_consumer *consumer;
     struct cv_http_server *http;
+    struct cv_http_auth *auth; /* NULL: authentication off */
     struct cv_waiters *waiters; /* long polls; NULL without def->notify_channel */
     struct cv_counter *waits_refused;
     pthread_t consumer_thread;

@@ -34,10 +34,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 IMAGE_DOCKERFILE = "deploy/docker/Dockerfile"
 # Defaults that point at 127.0.0.1: fine for a native run, wrong in any container.
 CONTAINER_REQUIRED = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "HTTP_BIND")
-# The authentication settings the Kubernetes base sets (docs/security.md). Accepted without a
-# --help entry only while a binary documents none of them (its authentication not built yet);
-# once it documents any, every one of these is checked like any other variable.
-PENDING_AUTH = ("AUTH_MODE", "AUTH_JWKS_FILE", "AUTH_ISSUER", "AUTH_AUDIENCE")
 BOOL_WORDS = {"1", "0", "true", "false", "yes", "no", "on", "off"}
 
 HELP_LINE = re.compile(
@@ -108,8 +104,6 @@ def check_container(where, service, env, docs, image_env):
     problems = []
     for name in sorted(env):
         var = docs[service].get(name)
-        if var is None and name in PENDING_AUTH and not any(n in docs[service] for n in PENDING_AUTH):
-            continue
         if var is None:
             problems.append(f"{where}: {name} is not a variable of {service}-service (see --help)")
             continue
