@@ -1,5 +1,6 @@
 /* Checks of consumed events that their schema cannot express (see cv/event.h). */
 #include <stdio.h>
+#include <string.h>
 
 #include "cv/event.h"
 #include "cv/util.h"
@@ -35,9 +36,11 @@ int cv_event_items_valid(const struct cv_event *ev, const char *field, int nonem
     const json_t *item;
     json_array_foreach(items, i, item)
     {
-        const char *sku = json_string_value(json_object_get(item, "sku"));
+        const json_t *skuv = json_object_get(item, "sku");
+        const char *sku = json_string_value(skuv);
         const json_t *qty = json_object_get(item, "quantity");
-        if (!sku || !cv_sku_valid(sku)) {
+        /* A NUL byte inside would make the SKU read as its first part: another SKU. */
+        if (!sku || strlen(sku) != json_string_length(skuv) || !cv_sku_valid(sku)) {
             snprintf(reason, reason_size, "%s %s[%zu].sku is not a valid SKU", ev->type, field,
                      i);
             return -1;

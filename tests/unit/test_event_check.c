@@ -38,7 +38,7 @@ END_TEST
 /* 0 or -1 for items as JSON text, with the reason left in reason. */
 static int items_check(const char *items_json, int nonempty)
 {
-    json_t *data = json_pack("{s:o}", "items", json_loads(items_json, 0, NULL));
+    json_t *data = json_pack("{s:o}", "items", json_loads(items_json, JSON_ALLOW_NUL, NULL));
     struct cv_event ev = event_of("OrderPlaced", data);
     int rc = cv_event_items_valid(&ev, "items", nonempty, reason, sizeof(reason));
     json_decref(data);
@@ -62,6 +62,8 @@ START_TEST(test_items)
     ck_assert_int_eq(items_check("[{\"sku\": \"has space\", \"quantity\": 1}]", 1), -1);
     ck_assert_str_eq(reason, "OrderPlaced items[0].sku is not a valid SKU");
     ck_assert_int_eq(items_check("[{\"sku\": \"\", \"quantity\": 1}]", 1), -1);
+    ck_assert_int_eq(items_check("[{\"sku\": \"A\\u0000B\", \"quantity\": 1}]", 1), -1);
+    ck_assert_str_eq(reason, "OrderPlaced items[0].sku is not a valid SKU");
 
     json_t *data = json_pack("{s:s}", "order_id", "x");
     struct cv_event ev = event_of("ShipmentDispatched", data);
