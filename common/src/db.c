@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cv/log.h"
+#include "cv/metrics.h"
 
 struct cv_db_pool {
     char *conninfo;
@@ -104,14 +106,34 @@ void cv_db_pool_destroy(struct cv_db_pool *pool)
     free(pool);
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Time spent waiting for a free connection: a pool too small for the load shows here first. */
+static void observe_wait(double seconds)
+{
+    static const double buckets[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05,
+                                     0.1,    0.5,    1,     2.5,   5,    10};
+    cv_histogram_observe(cv_metrics_histogram("db_pool_wait_seconds",
+                                              "Time to acquire a database connection from the pool",
+                                              NULL, buckets, sizeof(buckets) / sizeof(buckets[0])),
+                         seconds);
+}
+
 PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
 {
+    double started = seconds_now();
     pthread_mutex_lock(&pool->lock);
     while (pool->nidle == 0)
         pthread_cond_wait(&pool->freed, &pool->lock);
     PGconn *conn = pool->idle[--pool->nidle];
     pool->idle[pool->nidle] = NULL;
     pthread_mutex_unlock(&pool->lock);
+    observe_wait(seconds_now() - started);
 
     if (conn && PQstatus(conn) != CONNECTION_OK) {
         PQreset(conn);

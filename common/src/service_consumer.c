@@ -190,9 +190,7 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
             result = CV_RETRY;
         } else {
             result = CV_HANDLED;
-            cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
-                                              "Records sent to the dead-letter topic", NULL),
-                           1);
+            cv_service_count_dead_letter(reason);
         }
     } else if (cv_db_exec(conn, "RELEASE SAVEPOINT record", 0, NULL, err) < 0) {
         result = CV_RETRY;
@@ -283,9 +281,14 @@ static void *consumer_main(void *arg)
     struct cv_gauge *assigned = cv_metrics_gauge(
         "consumer_assigned_partitions", "Partitions currently assigned to this replica", NULL);
     svc->consumer_running = 1;
+    int64_t lag_reported = 0;
     while (!svc->stop) {
         size_t n = cv_kafka_consumer_poll(svc->consumer, msgs, max, 200);
         cv_gauge_set(assigned, cv_kafka_consumer_assigned(svc->consumer));
+        if (cv_monotonic_ms() - lag_reported >= 1000) {
+            cv_kafka_consumer_report_lag(svc->consumer);
+            lag_reported = cv_monotonic_ms();
+        }
         if (n == 0)
             continue;
         process_batch(svc, msgs, n);

@@ -56,4 +56,7 @@ int cv_service_check_retention(struct cv_service *svc, const volatile int *give_
 int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_message_t *msg,
                            const char *reason, struct cv_db_err *err);
 
+/* Counts one dead letter in consumer_dead_lettered_total{reason=<kind>} (service_metrics.c). */
+void cv_service_count_dead_letter(const char *reason);
+
 #endif

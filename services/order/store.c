@@ -64,11 +64,14 @@ int order_store_advance(PGconn *conn, const char *id, const char *status, const 
     PGresult *res = cv_db_query(conn,
                                 "UPDATE orders SET status = $2, reason = COALESCE($4, reason),"
                                 " updated_at = now()"
-                                " WHERE id = $1 AND status = ANY($3::text[])",
+                                " WHERE id = $1 AND status = ANY($3::text[])"
+                                " RETURNING extract(epoch FROM clock_timestamp() - created_at)",
                                 4, params, err);
     if (!res)
         return -1;
     int changed = atoi(PQcmdTuples(res));
+    if (changed > 0)
+        order_saga_observe(status, atof(PQgetvalue(res, 0, 0)));
     PQclear(res);
     return changed;
 }

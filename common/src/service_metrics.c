@@ -1,0 +1,40 @@
+/* Metrics of the service framework whose labels need a rule: dead letters are counted by a
+ * bounded kind of reason (the reason itself names event ids and free text, which would make a
+ * new series per record). */
+#include <string.h>
+
+#include "cv/metrics.h"
+#include "cv/service.h"
+#include "service_int.h"
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+const char *cv_service_dead_letter_kind(const char *reason)
+{
+    if (reason == NULL)
+        return "other";
+    if (starts_with(reason, "undecodable: unknown schema fingerprint"))
+        return "unknown_schema";
+    if (starts_with(reason, "undecodable: "))
+        return "undecodable";
+    if (starts_with(reason, "held back: "))
+        return "held_back";
+    if (starts_with(reason, "database: "))
+        return "database";
+    if (reason[0] == '\0')
+        return "other";
+    return "rejected"; /* a handler refused the event: missing fields, impossible values */
+}
+
+void cv_service_count_dead_letter(const char *reason)
+{
+    char labels[64] = "";
+    cv_metrics_label_append(labels, sizeof(labels), "reason", cv_service_dead_letter_kind(reason));
+    cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
+                                      "Records sent to the dead-letter topic, by kind of reason",
+                                      labels),
+                   1);
+}
