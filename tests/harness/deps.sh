@@ -9,6 +9,7 @@ packages=(
     kcat postgresql-client maven default-jdk-headless wrk
     python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml
     clang libclang-rt-14-dev clang-tidy cppcheck shellcheck yamllint docker-compose
+    prometheus
 )
 
 missing=()
