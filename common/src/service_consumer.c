@@ -313,6 +313,7 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     char default_group[192];
     snprintf(default_group, sizeof(default_group), "%s%s",
              cv_config_str(svc->cfg, "TOPIC_PREFIX"), svc->def->name);
+    cv_service_dead_letter_metrics_init();
     svc->consumer = cv_kafka_consumer_new(brokers, group[0] ? group : default_group, client_id,
                                           (const char *const *)svc->consumes, extra, errstr,
                                           errstr_size);

@@ -58,5 +58,8 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
 
 /* Counts one dead letter in consumer_dead_lettered_total{reason=<kind>} (service_metrics.c). */
 void cv_service_count_dead_letter(const char *reason);
+/* Registers every kind at 0, so that the first dead letter is an increase Prometheus sees
+ * (a series that appears at 1 has no increase to compute). */
+void cv_service_dead_letter_metrics_init(void);
 
 #endif

@@ -12,6 +12,9 @@ static int starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+static const char *const kinds[] = {"unknown_schema", "undecodable", "held_back",
+                                    "database",       "rejected",    "other"};
+
 const char *cv_service_dead_letter_kind(const char *reason)
 {
     if (reason == NULL)
@@ -29,12 +32,21 @@ const char *cv_service_dead_letter_kind(const char *reason)
     return "rejected"; /* a handler refused the event: missing fields, impossible values */
 }
 
-void cv_service_count_dead_letter(const char *reason)
+static struct cv_counter *dead_letter_counter(const char *kind)
 {
     char labels[64] = "";
-    cv_metrics_label_append(labels, sizeof(labels), "reason", cv_service_dead_letter_kind(reason));
-    cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
-                                      "Records sent to the dead-letter topic, by kind of reason",
-                                      labels),
-                   1);
+    cv_metrics_label_append(labels, sizeof(labels), "reason", kind);
+    return cv_metrics_counter("consumer_dead_lettered_total",
+                              "Records sent to the dead-letter topic, by kind of reason", labels);
+}
+
+void cv_service_dead_letter_metrics_init(void)
+{
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        dead_letter_counter(kinds[i]);
+}
+
+void cv_service_count_dead_letter(const char *reason)
+{
+    cv_counter_add(dead_letter_counter(cv_service_dead_letter_kind(reason)), 1);
 }

@@ -1,0 +1,186 @@
+"""A real Prometheus (Debian's binary) scrapes the running system under load: every query of the
+Grafana dashboard returns data, the alert rules load, and the metrics an operator asks first
+carry the labels the dashboard and alerts group by."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from conveyor import BROKERS, ROOT, http, wait_until
+
+OBS = os.path.join(ROOT, "deploy", "observability")
+PROM_PORT = int(os.environ.get("CV_TEST_PROMETHEUS_PORT", "19090"))
+PROM_URL = f"http://127.0.0.1:{PROM_PORT}"
+# The dashboard's queries use Grafana's $__rate_interval; with a 1 s scrape, 30 s holds plenty
+# of samples.
+RATE_INTERVAL = "30s"
+
+
+def dashboard_queries():
+    with open(os.path.join(OBS, "grafana", "dashboards", "conveyor.json")) as f:
+        dash = json.load(f)
+    return [(panel["title"], target["expr"]) for panel in dash["panels"]
+            for target in panel["targets"]]
+
+
+def prom_query(expr):
+    qs = urllib.parse.urlencode({"query": expr})
+    r = http("GET", f"{PROM_URL}/api/v1/query?{qs}", timeout=10)
+    assert r.status == 200, (expr, r.status, r.body)
+    body = r.json()
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+@pytest.fixture(scope="module")
+def prometheus(system):
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is not installed (tests/harness/deps.sh installs it)")
+    workdir = tempfile.mkdtemp(prefix="conveyor-prometheus-")
+    shutil.copy(os.path.join(OBS, "alerts.yml"), workdir)
+    jobs = "".join(
+        f"  - job_name: {name}\n"
+        f"    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{system.services[name].port}']\n"
+        for name in ("order", "inventory", "shipping", "audit"))
+    config = os.path.join(workdir, "prometheus.yml")
+    with open(config, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "rule_files:\n  - alerts.yml\nscrape_configs:\n" + jobs)
+    log = open(os.path.join(system.log_dir, f"prometheus-{PROM_PORT}.log"), "wb")
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
+         f"--web.listen-address=127.0.0.1:{PROM_PORT}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        def ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"prometheus exited with {proc.returncode}")
+            try:
+                return http("GET", f"{PROM_URL}/-/ready", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_until(ready, 30, 0.2, "prometheus ready")
+        # Counters must be seen before they move, or their first increase is invisible.
+        wait_until(lambda: len([r for r in prom_query("up") if r["value"][1] == "1"]) == 4
+                   and len(prom_query("count_over_time(up[1m]) >= 2")) == 4,
+                   30, 0.5, "every service scraped twice")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def load(system, orders=40, threads=4):
+    """Places orders from a few threads; returns their ids."""
+    for sku in ("OBS-1", "OBS-2"):
+        system.set_stock(sku, 10_000)
+    ids, lock = [], threading.Lock()
+
+    def worker(n):
+        for i in range(n):
+            order = system.place([{"sku": "OBS-1" if i % 2 else "OBS-2", "quantity": 1}],
+                                 customer=f"obs-{threading.get_ident() % 7}")
+            with lock:
+                ids.append(order["id"])
+    ts = [threading.Thread(target=worker, args=(orders // threads,)) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    return ids
+
+
+def produce_raw(topic, key, value):
+    subprocess.run(["kcat", "-b", BROKERS, "-P", "-t", topic, "-k", key], input=value,
+                   check=True, timeout=30)
+
+
+def test_every_dashboard_query_returns_data_under_load(system, prometheus):
+    # Two records nobody can decode, to give the dead-letter panel and its reason label data.
+    produce_raw(system.prefix + "orders", "obs-garbage", b"\x00\x01not avro\xff")
+    produce_raw(system.prefix + "orders", "obs-unknown", b"\xc3\x01" + b"\x22" * 8 + b"\x02")
+    ids = load(system)
+    assert len(ids) == 40
+    for order_id in ids:
+        system.wait_status(order_id, "SHIPMENT_SCHEDULED,DISPATCHED,DELIVERED", timeout=60)
+    # Keep some traffic going while Prometheus gathers samples for the rates.
+    load(system, orders=8, threads=2)
+
+    queries = dashboard_queries()
+    assert len(queries) >= 10
+    missing = {}
+    deadline = time.monotonic() + 60
+    while True:
+        missing = {}
+        for title, expr in queries:
+            result = prom_query(expr.replace("$__rate_interval", RATE_INTERVAL))
+            if not result:
+                missing[title] = expr
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert not missing, f"dashboard queries without data: {missing}"
+
+
+def test_operator_metrics_carry_their_labels(system, prometheus):
+    # Saga latency by the status reached, from the order service.
+    statuses = {r["metric"]["status"] for r in prom_query("order_saga_seconds_count")}
+    assert {"CONFIRMED", "SHIPMENT_SCHEDULED"} <= statuses, statuses
+    assert all(r["metric"]["job"] == "order" for r in prom_query("order_saga_seconds_count"))
+
+    # Lag per topic and partition, for every consuming service; all caught up by now.
+    def lag_settled():
+        rows = prom_query("consumer_lag_records")
+        return rows if rows and all(float(r["value"][1]) == 0 for r in rows) else None
+    rows = wait_until(lag_settled, 30, 1, "consumer lag back to 0")
+    assert {r["metric"]["job"] for r in rows} >= {"order", "inventory", "shipping", "audit"}
+    assert all(r["metric"]["topic"].startswith(system.prefix) and r["metric"]["partition"].isdigit()
+               for r in rows)
+
+    # Dead letters by a bounded kind of reason, never the reason's text.
+    reasons = {(r["metric"]["job"], r["metric"]["reason"])
+               for r in prom_query("consumer_dead_lettered_total")}
+    assert ("shipping", "undecodable") in reasons, reasons
+    assert ("shipping", "unknown_schema") in reasons, reasons
+    assert {kind for _, kind in reasons} <= {"unknown_schema", "undecodable", "held_back",
+                                              "database", "rejected", "other"}
+
+    # Pool waits observed on every service; HTTP by route and status.
+    assert {r["metric"]["job"] for r in prom_query("db_pool_wait_seconds_count")} == {
+        "order", "inventory", "shipping", "audit"}
+    routes = {(r["metric"]["route"], r["metric"]["status"])
+              for r in prom_query('http_requests_total{job="order"}')}
+    assert ("/orders", "201") in routes, routes
+
+
+def test_alert_rules_load_and_stay_quiet_on_a_healthy_system(system, prometheus):
+    groups = http("GET", f"{PROM_URL}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    rules = {r["name"]: r for g in groups for r in g["rules"]}
+    assert set(rules) == {"ConsumerLagHigh", "DeadLettersGrowing", "OutboxBacklogOld", "SagaSlow"}
+    assert all(r["health"] == "ok" for r in rules.values()), rules
+    # The dead letters of the first test do fire their alert; the others stay inactive.
+    assert rules["ConsumerLagHigh"]["state"] == "inactive"
+    assert rules["OutboxBacklogOld"]["state"] == "inactive"
+    assert rules["SagaSlow"]["state"] == "inactive"
+    wait_until(lambda: rules_state("DeadLettersGrowing") == "firing", 30, 1,
+               "DeadLettersGrowing firing")
+
+
+def rules_state(name):
+    groups = http("GET", f"{PROM_URL}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    return next(r["state"] for g in groups for r in g["rules"] if r["name"] == name)
