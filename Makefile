@@ -2,14 +2,15 @@
 #   make            build everything (warning-free, -Werror)
 #   make test       unit, integration and end-to-end tests against a real Kafka and PostgreSQL
 #   make asan       the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
-#   make up / down  run the whole system natively / stop it
+#   make compose-test  docker-compose.yml for real: scaled, replicas killed, down and up again
+#   make up / down  run the whole system natively / stop it (REPLICAS="inventory=3 shipping=2")
 #   make lint       clang-tidy and cppcheck
 #   make bench      benchmarks that print figures
 #   make fuzz       coverage-guided fuzzing of the input parsers (FUZZ_SECONDS per harness)
 
 CC ?= cc
 BUILD ?= build
-PKGS := rdkafka avro-c libmicrohttpd jansson libpq
+PKGS := rdkafka avro-c libmicrohttpd jansson libpq libcurl
 SAN_FLAGS ?=
 OPT ?= -O2
 
@@ -28,14 +29,15 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o \
 	$(BUILD)/gen/common_migrations.o
 LIB := $(BUILD)/libconveyor.a
 
-BINS := $(SERVICES:%=$(BUILD)/bin/%-service) $(BUILD)/bin/cv-avro $(BUILD)/bin/cv-dlq
+BINS := $(SERVICES:%=$(BUILD)/bin/%-service) $(BUILD)/bin/cv-avro $(BUILD)/bin/cv-dlq \
+	$(BUILD)/bin/cv-tail
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 INT_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,\
 	$(wildcard tests/integration/test_*.c))
 SVC_TESTS := $(patsubst tests/services/%.c,$(BUILD)/tests/services/%,\
 	$(wildcard tests/services/*/test_*.c))
 
-.PHONY: all tests test asan lint bench fuzz up down clean deps
+.PHONY: all tests test asan compose-test lint bench fuzz up down clean deps
 .SUFFIXES:
 
 all: $(LIB) $(BINS)
@@ -62,6 +64,10 @@ $(LIB): $(COMMON_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/bin/cv-%: common/tools/cv-%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+$(BUILD)/bin/cv-tail: common/tools/cv-tail.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
@@ -122,6 +128,9 @@ test: deps
 asan:
 	$(MAKE) test BUILD=build-asan OPT=-O1 SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all"
 
+compose-test: deps
+	tests/compose/run.sh
+
 lint: deps
 	$(MAKE) all
 	tests/harness/lint.sh
@@ -135,7 +144,7 @@ fuzz: deps
 
 up: deps
 	$(MAKE) all
-	BUILD=$(BUILD) deploy/local/up.sh
+	BUILD=$(BUILD) REPLICAS="$(REPLICAS)" deploy/local/up.sh
 
 down:
 	deploy/local/down.sh

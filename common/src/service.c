@@ -88,6 +88,26 @@ static struct cv_config_var common_vars[] = {
     {"HOUSEKEEPING_INTERVAL_SECONDS", "300", "How often expired rows are purged", CV_CONFIG_INT,
      1, 86400},
     {"LOG_LEVEL", "info", "debug, info, warn or error", CV_CONFIG_STRING, 0, 0},
+    {"SCHEMA_REGISTRY_URL", "",
+     "Schema registry (Confluent-compatible API, e.g. http://registry:8080/apis/ccompat/v7): "
+     "events are written in the Confluent framing with ids registered there; empty: "
+     "single-object encoding. Consumers read both framings either way",
+     CV_CONFIG_STRING, 0, 0},
+    {"SCHEMA_REGISTRY_USER", "", "Schema registry basic-auth user (empty: no auth)",
+     CV_CONFIG_STRING, 0, 0},
+    {"SCHEMA_REGISTRY_PASSWORD", "", "Schema registry basic-auth password", CV_CONFIG_SECRET, 0,
+     0},
+    {"SCHEMA_REGISTRY_CA_FILE", "",
+     "PEM file of the CAs that sign an https registry's certificate (empty: the system's)",
+     CV_CONFIG_STRING, 0, 0},
+    {"SCHEMA_REGISTRY_TIMEOUT_MS", "5000", "Timeout of one schema registry request",
+     CV_CONFIG_INT, 100, 120000},
+    {"SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS", "120000",
+     "How long start-up waits for the schema registry before giving up (0: forever)",
+     CV_CONFIG_INT, 0, 86400000},
+    {"SCHEMA_REGISTRY_CHECK_MS", "30000",
+     "Interval of re-registering the schemas (a registry that lost its storage gets them back)",
+     CV_CONFIG_INT, 200, 3600000},
     {NULL, NULL, NULL, 0, 0, 0},
 };
 
@@ -182,11 +202,18 @@ void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db
     }
 }
 
-/* /readyz: the database answers, a broker answers, the consumer loop runs, the outbox relay
- * makes progress. */
+/* /readyz: start-up is not waiting for the schema registry, the database answers, a broker
+ * answers, the consumer loop runs, the outbox relay makes progress. */
 static int service_ready(void *app, char *reason, size_t reason_size)
 {
     struct cv_service *svc = app;
+    pthread_mutex_lock(&svc->ready_lock);
+    int registry_wait = svc->registry_wait[0] != '\0';
+    if (registry_wait)
+        snprintf(reason, reason_size, "%s", svc->registry_wait);
+    pthread_mutex_unlock(&svc->ready_lock);
+    if (registry_wait)
+        return 0;
     if (svc->def->consumes && !svc->consumer_running) {
         snprintf(reason, reason_size, "consumer not running");
         return 0;
@@ -414,6 +441,7 @@ static void teardown(struct cv_service *svc)
     cv_waiters_destroy(svc->waiters);
     cv_service_consumer_stop(svc);     /* finishes its batch, commits, leaves the group */
     cv_service_housekeeping_stop(svc);
+    cv_service_registry_stop(svc);
     cv_outbox_relay_stop(svc->relay);  /* finishes its round */
     cv_kafka_producer_destroy(svc->producer, 5000);
     cv_db_pool_destroy(svc->pool);
@@ -467,6 +495,12 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
     }
+    if (cv_service_registry_init(svc, errstr, sizeof(errstr)) < 0) {
+        fprintf(stderr, "%s: %s\n", program, errstr);
+        cv_config_destroy(svc->cfg);
+        pthread_mutex_destroy(&svc->ready_lock);
+        return 2;
+    }
     cv_log_init(program, level);
     name_topics(svc);
 
@@ -484,7 +518,7 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         goto out;
     }
     if (setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_waiters(svc) < 0 ||
-        setup_http(svc) < 0 ||
+        setup_http(svc) < 0 || cv_service_registry_start(svc, &got_signal) < 0 ||
         setup_kafka(svc) < 0)
         goto out;
     if (cv_service_housekeeping_start(svc) < 0) {

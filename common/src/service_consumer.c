@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cv/avro.h"
+#include "cv/avro_registry.h"
 #include "cv/dedup.h"
 #include "cv/log.h"
 #include "cv/metrics.h"
@@ -24,9 +25,11 @@ struct decoded {
     char type[64];
     char event_id[64];
     char decode_error[256];
+    int registry_retry; /* the writer's schema id could not be resolved yet: retry, not reject */
 };
 
-static void decode_record(struct decoded *d, const rd_kafka_message_t *msg)
+static void decode_record(struct cv_service *svc, struct decoded *d,
+                          const rd_kafka_message_t *msg)
 {
     memset(d, 0, sizeof(*d));
     struct cv_event *ev = &d->ev;
@@ -46,10 +49,34 @@ static void decode_record(struct decoded *d, const rd_kafka_message_t *msg)
         ev->decode_error = d->decode_error;
         return;
     }
+    if (svc->registry && cv_avro_registry_prepare(svc->registry, msg->payload, msg->len,
+                                                  &d->registry_retry, d->decode_error,
+                                                  sizeof(d->decode_error)) < 0) {
+        ev->decode_error = d->decode_error;
+        return;
+    }
     const struct cv_schema *writer = NULL;
     if (cv_avro_decode(msg->payload, msg->len, NULL, &ev->data, &writer, d->decode_error,
                        sizeof(d->decode_error)) < 0) {
         ev->data = NULL;
+        ev->decode_error = d->decode_error;
+        return;
+    }
+    /* The producer names the type in ce_type: a schema id that a registry handed out again
+     * for another schema (it lost its storage) must not decode as something else. */
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *ce_type;
+    size_t ce_type_len;
+    const char *full = cv_avro_schema_full_name(writer);
+    if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "ce_type", &ce_type, &ce_type_len) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        ce_type && (ce_type_len != strlen(full) || memcmp(ce_type, full, ce_type_len) != 0)) {
+        json_decref(ev->data);
+        ev->data = NULL;
+        snprintf(d->decode_error, sizeof(d->decode_error),
+                 "the writer's schema is %s but ce_type says %.*s", full,
+                 (int)(ce_type_len < 100 ? ce_type_len : 100), (const char *)ce_type);
         ev->decode_error = d->decode_error;
         return;
     }
@@ -226,18 +253,38 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
     return rc;
 }
 
+/* Decodes again the records whose writer's schema the registry could not give yet (it is
+ * unreachable). 0 when none is left, else -1 with err transient: the batch waits. */
+static int resolve_pending(struct cv_service *svc, struct decoded *batch, size_t n,
+                           struct cv_db_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!batch[i].registry_retry)
+            continue;
+        const rd_kafka_message_t *msg = batch[i].ev.msg;
+        decoded_free(&batch[i]);
+        decode_record(svc, &batch[i], msg);
+        if (batch[i].registry_retry) {
+            snprintf(err->msg, sizeof(err->msg), "%s", batch[i].decode_error);
+            err->transient = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, size_t n)
 {
     struct decoded *batch = calloc(n, sizeof(*batch));
     for (size_t i = 0; i < n; i++)
-        decode_record(&batch[i], msgs[i]);
+        decode_record(svc, &batch[i], msgs[i]);
 
     int64_t started = cv_monotonic_ms();
     int backoff = 100;
     struct cv_db_err err;
     for (;;) {
         memset(&err, 0, sizeof(err));
-        if (apply_batch(svc, batch, n, &err) == 0)
+        if (resolve_pending(svc, batch, n, &err) == 0 && apply_batch(svc, batch, n, &err) == 0)
             break;
         if (svc->stop) {
             /* Not committed: the records come again after restart or rebalance. */

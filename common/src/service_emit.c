@@ -36,8 +36,12 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
     unsigned char *value = NULL;
     size_t value_len = 0;
     char errstr[256];
-    if (cv_avro_encode(schema, event, CV_AVRO_SINGLE_OBJECT, &value, &value_len, errstr,
-                       sizeof(errstr)) < 0) {
+    /* Registry mode writes the Confluent framing once the schema has its id (until then, and
+     * without a registry, single-object: consumers read both). */
+    enum cv_avro_framing framing = svc->registry && cv_avro_schema_get_id(schema, NULL) == 0
+                                       ? CV_AVRO_CONFLUENT
+                                       : CV_AVRO_SINGLE_OBJECT;
+    if (cv_avro_encode(schema, event, framing, &value, &value_len, errstr, sizeof(errstr)) < 0) {
         json_decref(event);
         snprintf(err->msg, sizeof(err->msg), "encode %s: %s", type, errstr);
         err->transient = 0;

@@ -32,6 +32,11 @@ struct cv_service {
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;
     int kafka_ok;
+    /* registry mode (service_registry.c): NULL without SCHEMA_REGISTRY_URL */
+    struct cv_avro_registry *registry;
+    pthread_t registry_thread;
+    int registry_started;
+    char registry_wait[600]; /* why start-up waits for the registry, "" once done (ready_lock) */
     /* housekeeping (service_housekeeping.c); outbox_stalled and its reason under ready_lock */
     pthread_t housekeeping_thread;
     int housekeeping_started;
@@ -43,6 +48,14 @@ struct cv_service {
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);
 void cv_service_consumer_stop(struct cv_service *svc);
 
+/* Registry mode (service_registry.c). init: with SCHEMA_REGISTRY_URL set, checks the settings
+ * and makes the client (no request yet); 0, or -1 with errstr naming the variable. start:
+ * registers the service's schemas, waiting for the registry (bounded; cancel stops the wait),
+ * and starts the background re-registration; 0, or -1 after logging why. */
+int cv_service_registry_init(struct cv_service *svc, char *errstr, size_t errstr_size);
+int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel);
+/* Stops the background check (after svc->stop is set) and frees the client. */
+void cv_service_registry_stop(struct cv_service *svc);
 /* Starts / stops the housekeeping thread (service_housekeeping.c): outbox gauges and stall
  * state every second, purges every HOUSEKEEPING_INTERVAL_SECONDS. Stop after svc->stop is set. */
 int cv_service_housekeeping_start(struct cv_service *svc);

@@ -19,7 +19,10 @@ const char *cv_service_dead_letter_kind(const char *reason)
 {
     if (reason == NULL)
         return "other";
-    if (starts_with(reason, "undecodable: unknown schema fingerprint"))
+    /* A writer's schema we do not have: by fingerprint, by registry id, or one the registry
+     * could not give (a producer newer than this consumer, or a registry problem). */
+    if (starts_with(reason, "undecodable: unknown schema ") ||
+        starts_with(reason, "undecodable: schema id "))
         return "unknown_schema";
     if (starts_with(reason, "undecodable: "))
         return "undecodable";

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops what deploy/local/up.sh started: the four services (SIGTERM: they finish in-flight work
-# and commit their offsets) and then the broker. Data stays in the run directory and databases.
+# Stops what deploy/local/up.sh started: the four services and their replicas (SIGTERM: they
+# finish in-flight work and commit their offsets) and then the broker. Data stays in the run directory and databases.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -9,8 +9,7 @@ run_dir=${CONVEYOR_RUN_DIR:-$root/run}
 export KAFKA_DIR=$run_dir/kafka
 
 pids=()
-for s in order inventory shipping audit; do
-    f=$run_dir/$s.pid
+for f in "$run_dir"/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
     if kill -0 "$pid" 2>/dev/null; then

@@ -17,7 +17,10 @@
 #   deploy/local/kafka.sh stop
 #
 # Tools: topics, console-consumer, console-producer, consumer-groups, configs,
-# get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum.
+# get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum, and
+# avro-console-consumer: the console consumer with Apicurio Registry's Avro
+# deserializer, printing registry-mode values as JSON (pass the registry's
+# --formatter-property value.deserializer.apicurio.registry.url=.../apis/registry/v3).
 #
 # Environment (defaults in brackets):
 #   KAFKA_VERSION          Apache Kafka version [4.4.0, see docs/kafka-version.md]
@@ -30,6 +33,7 @@
 #   KAFKA_PARTITIONS       partitions of new topics [6]
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer [60]
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL [20]
+#   APICURIO_SERDE_VERSION the Avro deserializer's version [3.1.7]
 #   CONVEYOR_CACHE         where jars are kept [~/.cache/conveyor]
 #
 # Requires java (17+), mvn (first fetch only) and kcat (readiness check).
@@ -49,6 +53,8 @@ KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-20}
 cache=${CONVEYOR_CACHE:-$HOME/.cache/conveyor}
 kafka_home=$cache/kafka-$KAFKA_VERSION
 libs=$kafka_home/libs
+APICURIO_SERDE_VERSION=${APICURIO_SERDE_VERSION:-3.1.7}  # keep in step with kafka/serde-pom.xml
+serde_libs=$cache/apicurio-serde-$APICURIO_SERDE_VERSION/libs
 major=${KAFKA_VERSION%%.*}
 minor=${KAFKA_VERSION#*.}
 minor=${minor%%.*}
@@ -76,7 +82,7 @@ log_opt() { # $1: broker | tools
 
 # ---------------------------------------------------------------- fetch
 fetch() {
-    [[ -f $libs/.complete ]] && return 0
+    if [[ -f $libs/.complete ]]; then fetch_serde; return 0; fi
     command -v mvn >/dev/null || die "mvn not found: needed once to fetch Kafka $KAFKA_VERSION"
     mkdir -p "$kafka_home"
     # Concurrent fetches (parallel test runs) wait for each other.
@@ -100,6 +106,30 @@ fetch() {
         mv "$partial" "$libs"
     fi
     exec 9>&-
+    fetch_serde
+}
+
+# The Avro deserializer of avro-console-consumer, in a directory of its own so that the broker's
+# classpath stays Kafka's.
+fetch_serde() {
+    [[ -f $serde_libs/.complete ]] && return 0
+    local partial=$serde_libs.partial
+    mkdir -p "${serde_libs%/*}"
+    exec 8>"${serde_libs%/*}/.lock"
+    if command -v flock >/dev/null; then flock 8; fi
+    if [[ ! -f $serde_libs/.complete ]]; then
+        log "fetching Apicurio's Avro deserializer $APICURIO_SERDE_VERSION with Maven into $serde_libs"
+        rm -rf "$partial"
+        if ! mvn -q -B -f "$here/kafka/serde-pom.xml" "-Dserde.version=$APICURIO_SERDE_VERSION" \
+                "-Dserde.cache=$cache" "-Dserde.libs.dir=$partial" 2>&1 | sed 's/\x1b\[0m//g' >&2; then
+            rm -rf "$partial"
+            die "Maven could not fetch Apicurio's Avro deserializer $APICURIO_SERDE_VERSION"
+        fi
+        touch "$partial/.complete"
+        rm -rf "$serde_libs"
+        mv "$partial" "$serde_libs"
+    fi
+    exec 8>&-
 }
 
 # ---------------------------------------------------------------- java
@@ -109,7 +139,8 @@ java_base=(java -Djava.awt.headless=true)
 tool_class() {
     case $1 in
         topics)             echo org.apache.kafka.tools.TopicCommand ;;
-        console-consumer)   echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
+        console-consumer|avro-console-consumer)
+                            echo org.apache.kafka.tools.consumer.ConsoleConsumer ;;
         console-producer)
             if (( major >= 4 )); then echo org.apache.kafka.tools.ConsoleProducer
             else echo kafka.tools.ConsoleProducer; fi ;;
@@ -142,11 +173,17 @@ tool() {
     (( $# >= 1 )) || usage
     local name=$1 cls
     shift
-    cls=$(tool_class "$name") || die "unknown tool '$name' (topics, console-consumer, console-producer, consumer-groups, configs, get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum)"
+    cls=$(tool_class "$name") || die "unknown tool '$name' (topics, console-consumer, avro-console-consumer, console-producer, consumer-groups, configs, get-offsets, producer-perf-test, consumer-perf-test, metadata-quorum)"
     fetch
-    local opts
+    local opts cp="$libs/*"
     mapfile -t opts < <(tool_jvm_opts "$name")
-    exec "${java_base[@]}" "${opts[@]}" -cp "$libs/*" "$cls" "$@"
+    if [[ $name == avro-console-consumer ]]; then
+        # The deserializer's own jars (Jackson, Avro) first: it was built against those.
+        cp="$serde_libs/*:$libs/*"
+        set -- --formatter-property \
+            value.deserializer=io.apicurio.registry.serde.avro.AvroKafkaDeserializer "$@"
+    fi
+    exec "${java_base[@]}" "${opts[@]}" -cp "$cp" "$cls" "$@"
 }
 
 # ---------------------------------------------------------------- start

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole of Conveyor natively on this machine: a Kafka broker from the jar cache, one
 # database per service on the local PostgreSQL (created if missing, migrated by the services),
-# and the four services in the background. Returns once every /readyz answers 200.
-# Stop it all with deploy/local/down.sh (make down). State survives down/up.
+# and the four services in the background. Returns once every /readyz answers 200, listing each
+# process with its URL. Stop it all with deploy/local/down.sh (make down). State survives down/up.
+#   REPLICAS           processes per service, e.g. "inventory=3 shipping=2" [1 each]. Replicas
+#                      share their service's database and consumer group; replica k listens on
+#                      the service's port + 10*(k-1) (inventory 8082, 8092, 8102, ...). More
+#                      replicas than KAFKA_PARTITIONS [6] leaves the extra ones idle.
 #   CONVEYOR_RUN_DIR   logs, pids and the broker's data [./run]
 #   KAFKA_PORT         broker port on 127.0.0.1 [9092] (KAFKA_CONTROLLER_PORT [9093])
 #   ORDER_PORT INVENTORY_PORT SHIPPING_PORT AUDIT_PORT   HTTP ports [8081 8082 8083 8084]
@@ -24,13 +28,30 @@ declare -A ports=(
     [shipping]=${SHIPPING_PORT:-8083} [audit]=${AUDIT_PORT:-8084}
 )
 topics=(orders inventory shipments order.dlq inventory.dlq shipping.dlq audit.dlq)
+declare -A replicas=([order]=1 [inventory]=1 [shipping]=1 [audit]=1)
+for spec in ${REPLICAS:-}; do
+    name=${spec%%=*}
+    count=${spec#*=}
+    if [ -z "${replicas[$name]:-}" ] || ! [[ $count =~ ^[1-9][0-9]?$ ]] || [ "$count" -gt 20 ]; then
+        echo "up: bad REPLICAS entry '$spec': want SERVICE=N, SERVICE one of ${services[*]}, N 1-20" >&2
+        exit 2
+    fi
+    replicas[$name]=$count
+done
+
+# Replica k (1-based) of service s: its name, pid file, log and port. Replica 1 keeps the plain
+# names of a run without replicas.
+replica_name() { if [ "$2" -eq 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
+replica_port() { echo $((ports[$1] + 10 * ($2 - 1))); }
 
 mkdir -p "$run_dir/logs" "$KAFKA_DIR"
-for s in "${services[@]}"; do
-    if [ -f "$run_dir/$s.pid" ] && kill -0 "$(cat "$run_dir/$s.pid")" 2>/dev/null; then
-        echo "up: $s-service is already running (pid $(cat "$run_dir/$s.pid")); make down first" >&2
+for f in "$run_dir"/*.pid; do
+    [ -f "$f" ] || continue
+    if kill -0 "$(cat "$f")" 2>/dev/null; then
+        echo "up: $(basename "$f" .pid) is already running (pid $(cat "$f")); make down first" >&2
         exit 1
     fi
+    rm -f "$f"
 done
 
 pg_ensure
@@ -49,35 +70,45 @@ else
 fi
 deploy/local/kafka.sh topics "${topics[@]}" >/dev/null
 
+procs=()
 for s in "${services[@]}"; do
-    env HTTP_PORT="${ports[$s]}" \
-        DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/conveyor_$s" \
-        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT" \
-        setsid "$BUILD/bin/$s-service" >>"$run_dir/logs/$s.log" 2>&1 </dev/null &
-    echo $! >"$run_dir/$s.pid"
+    for k in $(seq 1 "${replicas[$s]}"); do
+        r=$(replica_name "$s" "$k")
+        port=$(replica_port "$s" "$k")
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "up: port $port for $r is already in use" >&2
+            exit 1
+        fi
+        env HTTP_PORT="$port" \
+            DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/conveyor_$s" \
+            KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT" \
+            setsid "$BUILD/bin/$s-service" >>"$run_dir/logs/$r.log" 2>&1 </dev/null &
+        echo $! >"$run_dir/$r.pid"
+        procs+=("$s $r $port")
+    done
 done
 
-for s in "${services[@]}"; do
-    url=http://127.0.0.1:${ports[$s]}/readyz
+for p in "${procs[@]}"; do
+    read -r s r port <<<"$p"
+    url=http://127.0.0.1:$port/readyz
     for i in $(seq 1 120); do
         if curl -fsS -o /dev/null "$url" 2>/dev/null; then
             break
         fi
-        if ! kill -0 "$(cat "$run_dir/$s.pid")" 2>/dev/null; then
-            echo "up: $s-service exited; the end of $run_dir/logs/$s.log:" >&2
-            tail -n 20 "$run_dir/logs/$s.log" >&2
+        if ! kill -0 "$(cat "$run_dir/$r.pid")" 2>/dev/null; then
+            echo "up: $r ($s-service) exited; the end of $run_dir/logs/$r.log:" >&2
+            tail -n 20 "$run_dir/logs/$r.log" >&2
             exit 1
         fi
-        [ "$i" -eq 120 ] && { echo "up: $s-service not ready after 60 s ($url)" >&2; exit 1; }
+        [ "$i" -eq 120 ] && { echo "up: $r ($s-service) not ready after 60 s ($url)" >&2; exit 1; }
         sleep 0.5
     done
 done
 
-cat <<MSG
-Conveyor is up.
-  order      http://127.0.0.1:${ports[order]}/orders
-  inventory  http://127.0.0.1:${ports[inventory]}/inventory
-  shipping   http://127.0.0.1:${ports[shipping]}/shipments
-  audit      http://127.0.0.1:${ports[audit]}/events
-  kafka      127.0.0.1:$KAFKA_PORT   logs: $run_dir/logs/   stop: make down
-MSG
+declare -A paths=([order]=/orders [inventory]=/inventory [shipping]=/shipments [audit]=/events)
+echo "Conveyor is up."
+for p in "${procs[@]}"; do
+    read -r s r port <<<"$p"
+    printf '  %-12s http://127.0.0.1:%s%s   pid %s\n' "$r" "$port" "${paths[$s]}" "$(cat "$run_dir/$r.pid")"
+done
+echo "  kafka        127.0.0.1:$KAFKA_PORT   logs: $run_dir/logs/   stop: make down"

@@ -6,9 +6,9 @@ set -euo pipefail
 packages=(
     build-essential pkg-config
     librdkafka-dev libavro-dev libmicrohttpd-dev libjansson-dev libpq-dev check
-    kcat postgresql-client maven default-jdk-headless wrk
+    kcat postgresql-client maven default-jdk-headless wrk libcurl4-openssl-dev
     python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml
-    clang libclang-rt-14-dev clang-tidy cppcheck shellcheck yamllint docker-compose
+    clang libclang-rt-14-dev clang-tidy cppcheck shellcheck yamllint docker-compose debootstrap
     prometheus
 )
 
@@ -22,6 +22,11 @@ done
 # own; Debian's kubernetes-client provides it where nothing else does.
 if ! command -v kubectl >/dev/null 2>&1; then
     missing+=(kubernetes-client)
+fi
+# A Docker engine for make compose-test: Debian's docker.io, unless one is installed already
+# (Docker's own docker-ce packages conflict with it).
+if ! command -v dockerd >/dev/null 2>&1; then
+    missing+=(docker.io)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -10,7 +10,7 @@
 #   scripts      `shellcheck -x` (sourced files followed, from the repository root) on every
 #                *.sh of the repository (tracked, or untracked and not ignored)
 #   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker,
-#                deploy/observability and .ci, with the configuration .yamllint
+#                deploy/observability, .ci and tests/compose, with the configuration .yamllint
 #   observability  deploy/observability: `promtool check config` on both scrape configurations,
 #                `promtool check rules` and `promtool test rules` on the alerts, the compose
 #                override with the observability profile, and the dashboard's JSON
@@ -74,7 +74,7 @@ done
 
 mapfile -t yamls < <(repo_files docker-compose.yml .yamllint 'deploy/k8s/*.yaml' 'deploy/k8s/*.yml' \
     'deploy/docker/*.yaml' 'deploy/docker/*.yml' 'deploy/observability/*.yml' '.ci/*.yaml' \
-    '.ci/*.yml')
+    '.ci/*.yml' 'tests/compose/*.yml')
 for f in "${yamls[@]}"; do
     check "yamllint: $f" yamllint --strict -c .yamllint "$f"
 done

@@ -11,6 +11,10 @@ START_TEST(test_kinds)
     ck_assert_str_eq(cv_service_dead_letter_kind("undecodable: unknown schema fingerprint "
                                                  "0123456789abcdef"),
                      "unknown_schema");
+    ck_assert_str_eq(cv_service_dead_letter_kind("undecodable: unknown schema id 42"),
+                     "unknown_schema");
+    ck_assert_str_eq(cv_service_dead_letter_kind("undecodable: schema id 42: HTTP 404"),
+                     "unknown_schema");
     ck_assert_str_eq(cv_service_dead_letter_kind("undecodable: truncated record"), "undecodable");
     ck_assert_str_eq(cv_service_dead_letter_kind("held back: OrderPlaced is in "
                                                  "CONSUMER_DEAD_LETTER_TYPES"),
