@@ -328,14 +328,9 @@ static void *consumer_main(void *arg)
     struct cv_gauge *assigned = cv_metrics_gauge(
         "consumer_assigned_partitions", "Partitions currently assigned to this replica", NULL);
     svc->consumer_running = 1;
-    int64_t lag_reported = 0;
     while (!svc->stop) {
         size_t n = cv_kafka_consumer_poll(svc->consumer, msgs, max, 200);
         cv_gauge_set(assigned, cv_kafka_consumer_assigned(svc->consumer));
-        if (cv_monotonic_ms() - lag_reported >= 1000) {
-            cv_kafka_consumer_report_lag(svc->consumer);
-            lag_reported = cv_monotonic_ms();
-        }
         if (n == 0)
             continue;
         process_batch(svc, msgs, n);
@@ -344,6 +339,18 @@ static void *consumer_main(void *arg)
     }
     svc->consumer_running = 0;
     free(msgs);
+    return NULL;
+}
+
+/* Lag is reported from a thread of its own: when the consumer loop is stuck (a batch retried,
+ * a statement waiting on a lock) is exactly when the lag must keep growing on /metrics. */
+static void *lag_main(void *arg)
+{
+    struct cv_service *svc = arg;
+    while (!svc->stop) {
+        cv_kafka_consumer_report_lag(svc->consumer);
+        cv_sleep_ms(1000, &svc->stop);
+    }
     return NULL;
 }
 
@@ -372,6 +379,14 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
         svc->consumer = NULL;
         return -1;
     }
+    if (pthread_create(&svc->lag_thread, NULL, lag_main, svc) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the consumer lag thread");
+        svc->stop = 1;
+        pthread_join(svc->consumer_thread, NULL);
+        cv_kafka_consumer_destroy(svc->consumer);
+        svc->consumer = NULL;
+        return -1;
+    }
     svc->consumer_started = 1;
     return 0;
 }
@@ -381,6 +396,7 @@ void cv_service_consumer_stop(struct cv_service *svc)
     if (!svc->consumer_started)
         return;
     pthread_join(svc->consumer_thread, NULL);
+    pthread_join(svc->lag_thread, NULL);
     cv_kafka_consumer_destroy(svc->consumer); /* commits on revoke and leaves the group */
     svc->consumer = NULL;
     svc->consumer_started = 0;

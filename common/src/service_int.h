@@ -21,6 +21,7 @@ struct cv_service {
     struct cv_waiters *waiters; /* long polls; NULL without def->notify_channel */
     struct cv_counter *waits_refused;
     pthread_t consumer_thread;
+    pthread_t lag_thread; /* reports consumer lag every second, even while a batch is stuck */
     int consumer_started;
     volatile int consumer_running; /* the loop is polling */
     volatile int stop;
