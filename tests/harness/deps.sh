@@ -23,6 +23,11 @@ done
 if ! command -v kubectl >/dev/null 2>&1; then
     missing+=(kubernetes-client)
 fi
+# npm (make lint installs the OpenAPI linter with it): Debian's npm, unless Node.js came with
+# one from elsewhere (NodeSource's nodejs includes npm and conflicts with Debian's package).
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 # A Docker engine for make compose-test: Debian's docker.io, unless one is installed already
 # (Docker's own docker-ce packages conflict with it).
 if ! command -v dockerd >/dev/null 2>&1; then

@@ -31,7 +31,7 @@ if ! cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performanc
 fi
 echo "lint: cppcheck done"
 
-redocly_version=2.77.0
+redocly_version=1.34.7
 tools="$BUILD/tools/openapi-lint"
 if [ "$(cat "$tools/version" 2>/dev/null)" != "$redocly_version" ]; then
     rm -rf "$tools"
