@@ -13,6 +13,7 @@ import time
 import urllib.parse
 
 import pytest
+import yaml
 
 from conveyor import BROKERS, PG, ROOT, http, wait_until
 
@@ -46,15 +47,19 @@ def prometheus(system):
         pytest.fail("prometheus is not installed (tests/harness/deps.sh installs it)")
     workdir = tempfile.mkdtemp(prefix="conveyor-prometheus-")
     shutil.copy(os.path.join(OBS, "alerts.yml"), workdir)
-    jobs = "".join(
-        f"  - job_name: {name}\n"
-        f"    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{system.services[name].port}']\n"
-        for name in ("order", "inventory", "shipping", "audit"))
+    # The shipped scrape configuration for `make up`, with this system's ports and a faster
+    # scrape: its jobs are what the dashboard and the alerts group by.
+    with open(os.path.join(OBS, "prometheus.yml")) as f:
+        conf = yaml.safe_load(f)
+    conf["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    jobs = {job["job_name"]: job for job in conf["scrape_configs"]}
+    assert set(jobs) == {"order", "inventory", "shipping", "audit"}
+    for name, job in jobs.items():
+        assert job["static_configs"][0]["targets"][0].startswith("127.0.0.1:")
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{system.services[name].port}"]}]
     config = os.path.join(workdir, "prometheus.yml")
     with open(config, "w") as f:
-        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                "rule_files:\n  - alerts.yml\nscrape_configs:\n" + jobs)
+        yaml.safe_dump(conf, f)
     log = open(os.path.join(system.log_dir, f"prometheus-{PROM_PORT}.log"), "wb")
     proc = subprocess.Popen(
         ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
