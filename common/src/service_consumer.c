@@ -360,8 +360,11 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     const char *group = cv_config_str(svc->cfg, "KAFKA_GROUP_ID");
     char session[16];
     snprintf(session, sizeof(session), "%ld", cv_config_int(svc->cfg, "KAFKA_SESSION_TIMEOUT_MS"));
-    const char *extra[] = {"session.timeout.ms", session, "partition.assignment.strategy",
-                           cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"), NULL};
+    const char *extra[4 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
+        "session.timeout.ms", session, "partition.assignment.strategy",
+        cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY")};
+    for (size_t i = 0; svc->kafka_sec.props[i]; i++) /* TLS and SASL, as for the producer */
+        extra[4 + i] = svc->kafka_sec.props[i];
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
     char default_group[192];

@@ -31,6 +31,7 @@ struct cv_http_route *cv_service_routes_with_openapi(const struct cv_http_route 
     all[n].method = "GET";
     all[n].pattern = "/openapi.json";
     all[n].handler = handle_openapi;
+    all[n].access = CV_HTTP_OPEN; /* describes the API, as /metrics describes the process */
     *nout = n + 1;
     return all;
 }

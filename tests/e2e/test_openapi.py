@@ -157,3 +157,53 @@ def test_the_checker_refuses_what_the_document_does_not_allow():
         order.check("DELETE", "/orders/x", ok)
     with pytest.raises(AssertionError):
         order.check("GET", "/nowhere", ok)
+
+
+def hs256_token(secret, sub, roles):
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    claims = {"iss": "https://issuer.openapi.test", "aud": "conveyor", "sub": sub,
+              "roles": roles, "iat": now, "exp": now + 600}
+    signing = (b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." +
+               b64(json.dumps(claims).encode()))
+    return signing + "." + b64(hmac.new(secret, signing.encode(), hashlib.sha256).digest())
+
+
+def test_refusals_of_authentication_answer_as_documented(request, log_dir, tmp_path):
+    """With authentication on: 401 without a token, 403 without the route's role, and the open
+    routes (/openapi.json among them) without any, each as the documents say."""
+    from conftest import make_system
+    secret = uuid.uuid4().hex.encode() + uuid.uuid4().hex.encode()
+    (tmp_path / "secret").write_bytes(secret + b"\n")
+    auth = {"AUTH_REQUIRED": "true", "AUTH_ISSUER": "https://issuer.openapi.test",
+            "AUTH_AUDIENCE": "conveyor", "AUTH_HS256_SECRET_FILE": str(tmp_path / "secret")}
+    system = make_system(request, log_dir, {s: dict(auth) for s in SERVICES}).start()
+    try:
+        checkers = {s: Checker(s) for s in SERVICES}
+        customer = {"Authorization": "Bearer " + hs256_token(secret, "oas-c", ["customer"])}
+        auditor = {"Authorization": "Bearer " + hs256_token(secret, "oas-a", ["auditor"])}
+        c = lambda *a, **kw: call(system, checkers, *a, **kw)  # noqa: E731
+        for service in SERVICES:
+            assert c(service, "GET", "/openapi.json").status == 200
+            assert c(service, "GET", "/metrics").status == 200
+        assert c("order", "GET", "/orders").status == 401
+        assert c("order", "GET", "/orders", headers=auditor).status == 403
+        assert c("order", "GET", "/orders", headers=customer).status == 200
+        assert c("order", "POST", "/orders", {"customer_id": "oas-c", "items": [
+            {"sku": "OAS-AUTH", "quantity": 1}]}, headers=customer).status == 201
+        assert c("inventory", "PUT", "/inventory/OAS-AUTH", {"available": 1},
+                 headers=customer).status == 403
+        assert c("inventory", "GET", "/inventory", headers=auditor).status == 200
+        assert c("shipping", "GET", "/shipments").status == 401
+        assert c("audit", "GET", "/stats", headers=customer).status == 403
+        assert c("audit", "GET", "/stats", headers=auditor).status == 200
+    finally:
+        codes = system.stop()
+        system.drop()
+    assert codes == {name: 0 for name in codes}, codes
