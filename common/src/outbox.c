@@ -51,16 +51,12 @@ int cv_outbox_add(PGconn *conn, const char *topic, const void *key, size_t key_l
     const char *params[] = {topic, key, value, hdrs};
     int lengths[] = {0, (int)key_len, (int)value_len, 0};
     int formats[] = {0, 1, 1, 0};
-    PGresult *res = PQexecParams(conn,
-                                 "INSERT INTO outbox (topic, key, value, headers)"
-                                 " VALUES ($1, $2, $3, $4::jsonb)",
-                                 4, NULL, params, lengths, formats, 0);
+    PGresult *res = cv_db_query_binary(conn,
+                                       "INSERT INTO outbox (topic, key, value, headers)"
+                                       " VALUES ($1, $2, $3, $4::jsonb)",
+                                       4, params, lengths, formats, err);
     free(hdrs);
-    int rc = 0;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        cv_db_err_set(err, conn, res);
-        rc = -1;
-    }
+    int rc = res ? 0 : -1;
     PQclear(res);
     if (rc == 0)
         rc = cv_db_exec(conn, "NOTIFY " NOTIFY_CHANNEL, 0, NULL, err);

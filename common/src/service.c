@@ -133,6 +133,29 @@ static struct cv_config_var common_vars[] = {
      "(verify-ca, verify-full)",
      CV_CONFIG_STRING, 0, 0},
     {"DB_POOL_SIZE", "20", "PostgreSQL connections of the pool", CV_CONFIG_INT, 2, 500},
+    {"DB_POOL_WAIT_MS", "2000",
+     "Longest wait for a free pooled connection (HTTP then answers 503 with Retry-After)",
+     CV_CONFIG_INT, 1, 600000},
+    {"DB_CONNECT_TIMEOUT_S", "5", "Give up opening a database connection after this",
+     CV_CONFIG_INT, 2, 600},
+    {"DB_STATEMENT_TIMEOUT_MS", "5000",
+     "The server cancels a statement running longer (0: never); the service waits for an "
+     "answer at most this plus 2 s, then drops the connection (a frozen or unreachable server)",
+     CV_CONFIG_INT, 0, 3600000},
+    {"DB_LOCK_TIMEOUT_MS", "2000", "The server gives up waiting for a row lock after this "
+     "(0: never); the work is retried", CV_CONFIG_INT, 0, 3600000},
+    {"DB_KEEPALIVES_IDLE_S", "10",
+     "TCP keepalives on both ends of every database connection: idle seconds before the first "
+     "probe (0: the system's defaults); a silently vanished peer is noticed after idle + "
+     "interval x count seconds, which also frees the outbox relay's lock",
+     CV_CONFIG_INT, 0, 7200},
+    {"DB_KEEPALIVES_INTERVAL_S", "3", "Seconds between TCP keepalive probes", CV_CONFIG_INT, 1,
+     600},
+    {"DB_KEEPALIVES_COUNT", "3", "Unanswered TCP keepalive probes before the connection is "
+     "dropped", CV_CONFIG_INT, 1, 100},
+    {"DB_TCP_USER_TIMEOUT_MS", "20000",
+     "Data left unacknowledged this long breaks a database connection (0: the system's "
+     "default)", CV_CONFIG_INT, 0, 3600000},
     {"CONSUMER_BATCH_SIZE", "200", "Records applied per database transaction", CV_CONFIG_INT, 1,
      1000},
     {"OUTBOX_BATCH_SIZE", "500", "Outbox rows published per round", CV_CONFIG_INT, 1, 10000},
@@ -189,6 +212,15 @@ int cv_service_stopping(const struct cv_service *svc)
     return svc->stop;
 }
 
+/* 503 for a database that is away or busy: the client may try again shortly. */
+static void reply_db_unavailable(struct cv_http_response *resp, const struct cv_db_err *err)
+{
+    cv_log_warn("database unavailable: %s", err->msg);
+    cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
+                          NULL);
+    cv_http_reply_header(resp, "Retry-After", "1");
+}
+
 static void wake_request(void *arg, enum cv_wake why)
 {
     cv_http_resume(arg);
@@ -235,11 +267,8 @@ PGconn *cv_service_db_acquire(struct cv_service *svc, struct cv_http_response *r
     struct cv_db_err err;
     memset(&err, 0, sizeof(err));
     PGconn *conn = cv_db_acquire(svc->pool, &err);
-    if (!conn) {
-        cv_log_warn("database unavailable: %s", err.msg);
-        cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
-                              NULL);
-    }
+    if (!conn)
+        reply_db_unavailable(resp, &err);
     return conn;
 }
 
@@ -258,9 +287,7 @@ enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err)
 {
     if (err->transient) {
-        cv_log_warn("database unavailable: %s", err->msg);
-        cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
-                              NULL);
+        reply_db_unavailable(resp, err);
     } else {
         cv_log_error("database error: %s", err->msg);
         cv_http_reply_problem(resp, 500, "Internal Server Error", "database error", NULL);
@@ -303,12 +330,11 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     pthread_mutex_unlock(&svc->ready_lock);
     if (stalled)
         return 0;
+    /* Bounded: a frozen or unreachable server turns this 503 within about a second (or the
+     * connect timeout, when a broken connection must be replaced first). */
     struct cv_db_err err;
-    PGconn *conn = cv_db_acquire(svc->pool, &err);
-    int db_ok = conn && cv_db_exec(conn, "SELECT 1", 0, NULL, &err) == 0;
-    if (conn)
-        cv_db_release(svc->pool, conn);
-    if (!db_ok) {
+    memset(&err, 0, sizeof(err));
+    if (cv_db_pool_ping(svc->pool, 1000, &err) < 0) {
         snprintf(reason, reason_size, "database unreachable: %s", err.msg);
         return 0;
     }
@@ -326,6 +352,20 @@ static void on_signal(int sig)
 static int setup_database(struct cv_service *svc)
 {
     const char *url = cv_config_str(svc->cfg, "DATABASE_URL");
+    struct cv_db_options opts;
+    cv_db_options_default(&opts);
+    opts.connect_timeout_s = (int)cv_config_int(svc->cfg, "DB_CONNECT_TIMEOUT_S");
+    opts.statement_timeout_ms = (int)cv_config_int(svc->cfg, "DB_STATEMENT_TIMEOUT_MS");
+    opts.lock_timeout_ms = (int)cv_config_int(svc->cfg, "DB_LOCK_TIMEOUT_MS");
+    opts.keepalives_idle_s = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_IDLE_S");
+    opts.keepalives_interval_s = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_INTERVAL_S");
+    opts.keepalives_count = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_COUNT");
+    opts.tcp_user_timeout_ms = (int)cv_config_int(svc->cfg, "DB_TCP_USER_TIMEOUT_MS");
+    opts.pool_wait_ms = (int)cv_config_int(svc->cfg, "DB_POOL_WAIT_MS");
+    char app[80];
+    snprintf(app, sizeof(app), "%s-service", svc->def->name);
+    opts.application_name = app;
+    cv_db_set_options(&opts);
     char errstr[512];
     int backoff = 200;
     while (!(svc->pool = cv_db_pool_new(url, (unsigned)cv_config_int(svc->cfg, "DB_POOL_SIZE"),
