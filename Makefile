@@ -108,7 +108,8 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(LIB) $(wildcard tests/*.h)
 # Service tests include the service's .c files they test, plus its migrations (and seed and
 # OpenAPI document, which the service runtime links to).
 .SECONDEXPANSION:
-$(BUILD)/tests/services/%: tests/services/%.c $(LIB) \
+$(BUILD)/tests/services/%: tests/services/%.c $(LIB) $(wildcard tests/*.h tests/services/*.h) \
+		$$(wildcard services/$$(firstword $$(subst /, ,$$*))/*.[ch]) \
 		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_migrations.o \
 		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_seed.o \
 		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_openapi.o
