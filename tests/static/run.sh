@@ -95,8 +95,8 @@ check "promtool: check config $obs/prometheus-compose.yml" \
     promtool check config "$obs/prometheus-compose.yml"
 check "promtool: check rules $obs/alerts.yml" promtool check rules "$obs/alerts.yml"
 check "promtool: test rules $obs/alerts_test.yml" promtool test rules "$obs/alerts_test.yml"
-check "compose: observability profile" docker-compose -f docker-compose.yml \
-    -f "$obs/compose-observability.yml" --profile observability config -q
+check "compose: tools and observability profiles" docker-compose -f docker-compose.yml \
+    --profile tools --profile observability config -q
 check "json: $obs/grafana/dashboards/conveyor.json" \
     /usr/bin/python3 -m json.tool "$obs/grafana/dashboards/conveyor.json" /dev/null
 
