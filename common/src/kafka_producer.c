@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cv/log.h"
+#include "cv/util.h"
 #include "kafka_int.h"
 
 struct cv_kafka_producer {
@@ -21,6 +22,7 @@ static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     dlv->err = msg->err;
     dlv->partition = msg->partition;
     dlv->offset = msg->offset;
+    dlv->done_ms = cv_now_ms();
     dlv->done = 1;
 }
 

@@ -13,6 +13,8 @@
 #include "cv/log.h"
 #include "cv/metrics.h"
 #include "cv/outbox.h"
+#include "cv/stages.h"
+#include "cv/util.h"
 #include "outbox_int.h"
 
 /* Advisory lock id of the active relay; each service has its own database. */
@@ -45,6 +47,8 @@ struct row {
     unsigned char **header_bufs; /* decoded hex values */
     unsigned char **name_bufs;   /* decoded hex names */
     const char *quarantine;      /* why the broker can never take this row, or NULL */
+    int64_t created_ms;          /* the row's created_at */
+    int64_t produced_ms;         /* when it was handed to the producer */
 };
 
 static void row_free(struct row *r)
@@ -122,6 +126,18 @@ static void relay_sleep(struct cv_outbox_relay *relay, int ms)
 /* Waits up to ms for a NOTIFY on the relay's connection. -1 if the connection broke. */
 static int wait_notify(struct cv_outbox_relay *relay, int ms)
 {
+    /* A NOTIFY that arrived while the last round's queries ran is already in libpq's buffer,
+     * not on the socket: polling would sleep through it for the whole timeout. */
+    if (!PQconsumeInput(relay->conn))
+        return -1;
+    int queued = 0;
+    PGnotify *q;
+    while ((q = PQnotifies(relay->conn)) != NULL) {
+        queued = 1;
+        PQfreemem(q);
+    }
+    if (queued)
+        return 0;
     struct pollfd pfd = {.fd = PQsocket(relay->conn), .events = POLLIN};
     for (int waited = 0; waited < ms && !relay->stop; waited += 100) {
         int rc = poll(&pfd, 1, 100);
@@ -319,7 +335,8 @@ static int publish_batch(struct cv_outbox_relay *relay)
     snprintf(limit, sizeof(limit), "%u", relay->batch_size);
     const char *params[] = {limit};
     PGresult *res = cv_db_query(relay->conn,
-                                "SELECT id, topic, key, value, headers FROM outbox"
+                                "SELECT id, topic, key, value, headers,"
+                                " (extract(epoch FROM created_at) * 1000)::bigint FROM outbox"
                                 " ORDER BY id LIMIT $1",
                                 1, params, &err);
     if (!res) {
@@ -341,8 +358,12 @@ static int publish_batch(struct cv_outbox_relay *relay)
             r->key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &r->key_len);
         r->value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &r->value_len);
         row_parse_headers(r, PQgetvalue(res, i, 4));
+        r->created_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
     }
     PQclear(res);
+    int64_t picked_ms = cv_now_ms();
+    for (int i = 0; i < n; i++)
+        cv_stage_observe(CV_STAGE_OUTBOX_TO_RELAY, rows[i].created_ms, picked_ms);
 
     int produced = 0, transient = 0;
     for (; produced < n && !relay->stop && !transient; produced++) {
@@ -360,6 +381,7 @@ static int publish_batch(struct cv_outbox_relay *relay)
             transient = 1;
             break;
         }
+        r->produced_ms = cv_now_ms();
         while (cv_kafka_produce(relay->producer, r->topic, r->key, r->key_len, r->value,
                                 r->value_len, r->headers, r->nheaders, &dlv[produced], errstr,
                                 sizeof(errstr)) < 0) {
@@ -391,6 +413,8 @@ static int publish_batch(struct cv_outbox_relay *relay)
         cv_kafka_wait(relay->producer, dlv, (size_t)produced, 5000, NULL);
     int failed = 0;
     for (int i = 0; i < produced; i++) {
+        if (dlv[i].done && !dlv[i].err && !rows[i].quarantine)
+            cv_stage_observe(CV_STAGE_PRODUCE_TO_ACK, rows[i].produced_ms, dlv[i].done_ms);
         if (!dlv[i].done || !dlv[i].err || rows[i].quarantine)
             continue;
         if (cv_kafka_err_permanent(dlv[i].err)) {

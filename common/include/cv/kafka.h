@@ -26,6 +26,7 @@ struct cv_kafka_delivery {
     rd_kafka_resp_err_t err;
     int32_t partition;
     int64_t offset;
+    int64_t done_ms; /* wall clock when the report arrived */
 };
 
 struct cv_kafka_producer;
