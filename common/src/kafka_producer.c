@@ -36,7 +36,7 @@ struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char 
     snprintf(max_bytes, sizeof(max_bytes), "%d", CV_KAFKA_MESSAGE_MAX_BYTES);
     const char *const defaults[] = {
         "enable.idempotence", "true", "acks", "all", "max.in.flight.requests.per.connection",
-        "5", "message.timeout.ms", "0", "linger.ms", "5", "socket.keepalive.enable", "true",
+        "5", "message.timeout.ms", "0", "linger.ms", "0", "socket.keepalive.enable", "true",
         "message.max.bytes", max_bytes, NULL};
     rd_kafka_conf_t *conf =
         cv_kafka_conf_new(brokers, client_id, defaults, extra, errstr, errstr_size);

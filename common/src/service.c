@@ -60,11 +60,11 @@ static struct cv_config_var common_vars[] = {
      "Consumer partition assignment: roundrobin or range (eager), or cooperative-sticky "
      "(broken with manual commits before librdkafka 2.10: see docs/kafka-version.md)",
      CV_CONFIG_STRING, 0, 0},
-    {"KAFKA_LINGER_MS", "5",
+    {"KAFKA_LINGER_MS", "0",
      "Producer linger.ms: how long the relay's producer waits to fill a batch before sending "
      "(docs/performance.md)",
      CV_CONFIG_INT, 0, 1000},
-    {"KAFKA_FETCH_WAIT_MAX_MS", "500",
+    {"KAFKA_FETCH_WAIT_MAX_MS", "100",
      "Consumer fetch.wait.max.ms: how long the broker holds a fetch that has no data yet "
      "(docs/performance.md)",
      CV_CONFIG_INT, 1, 10000},

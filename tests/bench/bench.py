@@ -135,16 +135,32 @@ def print_stages(before, after, label):
             print(f"    {stage:18} n={n:<6.0f} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
 
 
+def rss(system):
+    out = []
+    for name, svc in system.services.items():
+        with open(f"/proc/{svc.proc.pid}/status") as f:
+            status = f.read()
+        kb = {k: int(re.search(k + r":\s+(\d+)", status).group(1))
+              for k in ("VmRSS", "RssAnon", "RssFile", "Threads")}
+        out.append(f"{name} {kb['VmRSS'] / 1024:.1f} MiB (anon {kb['RssAnon'] / 1024:.1f},"
+                   f" files {kb['RssFile'] / 1024:.1f}, {kb['Threads']} threads)")
+    return ", ".join(out)
+
+
 def main():
     log_dir = tempfile.mkdtemp(prefix="conveyor-bench-")
     tag = "bench" + uuid.uuid4().hex[:6]
     env = {"TOPIC_PREFIX": tag + ".", "INVENTORY_SEED": "false", "LOG_LEVEL": "warn"}
     system = System(tag, log_dir, {s: env for s in ("order", "inventory", "shipping", "audit")})
     system.prefix = tag + "."
+    started = time.monotonic()
     system.start()
+    start_s = time.monotonic() - started
     try:
         system.set_stock("BENCH-1", 1_000_000_000)
         print(f"Conveyor benchmark ({os.cpu_count()} cores; wrk and pgbench {DURATION} s each)")
+        print(f"  start to ready, 4 services started together: {start_s:.2f} s (target < 1 s)")
+        print(f"  resident memory when idle: {rss(system)} (target <= 12 MiB)")
         pg_tps = http_rps = None
         if "ceilings" in PARTS:
             print("machine ceilings, measured now:")
@@ -185,17 +201,20 @@ def main():
             warm = system.place([{"sku": "BENCH-1", "quantity": 1}], customer=f"warm-{i}")
             system.wait_status(warm["id"], "SHIPMENT_SCHEDULED", 120)
         if "latency" in PARTS:
-            latencies = []
+            latencies, posts = [], []
             before = stage_buckets(saga_svcs)
             for i in range(SAGA_SEQUENTIAL):
                 start = time.monotonic()
                 order = system.place([{"sku": "BENCH-1", "quantity": 1}], customer=f"lat-{i}")
+                posts.append((time.monotonic() - start) * 1000)
                 system.wait_status(order["id"], "SHIPMENT_SCHEDULED")
                 latencies.append((time.monotonic() - start) * 1000)
             print(f"  saga latency, POST to SHIPMENT_SCHEDULED ({SAGA_SEQUENTIAL} orders one at a"
                   f" time): p50 {percentile(latencies, 50):.0f} ms, p90"
                   f" {percentile(latencies, 90):.0f} ms, p99 {percentile(latencies, 99):.0f} ms,"
                   f" mean {statistics.mean(latencies):.0f} ms (target p50 <= 15, p99 <= 40)")
+            print(f"  of which POST /orders: p50 {percentile(posts, 50):.1f} ms,"
+                  f" p99 {percentile(posts, 99):.1f} ms")
             print_stages(before, stage_buckets(saga_svcs), "one order at a time")
 
         if "sustained" in PARTS:
@@ -216,12 +235,7 @@ def main():
                   f" ({SUSTAINED / accepted:,.0f}/s), all SHIPMENT_SCHEDULED after {done:.1f} s"
                   f" ({SUSTAINED / done:,.0f} sagas/s)")
             print_stages(before, stage_buckets(saga_svcs), "closed loop of 16 clients")
-        rss = []
-        for name, svc in system.services.items():
-            with open(f"/proc/{svc.proc.pid}/status") as f:
-                kb = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-            rss.append(f"{name} {kb / 1024:.0f} MiB")
-        print("  resident memory after the run: " + ", ".join(rss))
+        print(f"  resident memory after the run: {rss(system)}")
     finally:
         system.stop()
         system.drop()
