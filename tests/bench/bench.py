@@ -142,8 +142,13 @@ def rss(system):
             status = f.read()
         kb = {k: int(re.search(k + r":\s+(\d+)", status).group(1))
               for k in ("VmRSS", "RssAnon", "RssFile", "Threads")}
+        # Pss shares each library page among the processes mapping it: the memory this
+        # process really costs next to the other three.
+        with open(f"/proc/{svc.proc.pid}/smaps_rollup") as f:
+            pss = int(re.search(r"^Pss:\s+(\d+)", f.read(), re.M).group(1))
         out.append(f"{name} {kb['VmRSS'] / 1024:.1f} MiB (anon {kb['RssAnon'] / 1024:.1f},"
-                   f" files {kb['RssFile'] / 1024:.1f}, {kb['Threads']} threads)")
+                   f" files {kb['RssFile'] / 1024:.1f}, Pss {pss / 1024:.1f},"
+                   f" {kb['Threads']} threads)")
     return ", ".join(out)
 
 
