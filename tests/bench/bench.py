@@ -23,8 +23,11 @@ from conveyor import BROKERS, PG, System, kafka_tool, psql  # noqa: E402
 DURATION = os.environ.get("BENCH_SECONDS", "8")
 SAGA_SEQUENTIAL = int(os.environ.get("BENCH_SAGA_ORDERS", "200"))
 SUSTAINED = int(os.environ.get("BENCH_SUSTAINED_ORDERS", "1000"))
-# Which parts to run, comma-separated: ceilings, post, latency, sustained (default all).
-PARTS = set(os.environ.get("BENCH_PARTS", "ceilings,post,latency,sustained").split(","))
+# Which parts to run, comma-separated: ceilings, post, latency, sustained, open (default all).
+PARTS = set(os.environ.get("BENCH_PARTS", "ceilings,post,latency,sustained,open").split(","))
+# Open loop: orders offered at each fixed rate (per second), BENCH_OPEN_ORDERS of them per rate.
+OPEN_RATES = [float(r) for r in os.environ.get("BENCH_OPEN_RATES", "100,200").split(",") if r]
+OPEN_ORDERS = int(os.environ.get("BENCH_OPEN_ORDERS", "2000"))
 STAGES = ("outbox_to_relay", "produce_to_ack", "produce_to_fetch", "fetch_to_applied",
           "applied_to_commit")
 SAGA_SERVICES = ("order", "inventory", "shipping")
@@ -135,6 +138,55 @@ def print_stages(before, after, label):
             print(f"    {stage:18} n={n:<6.0f} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
 
 
+def open_loop(system, rate, count, tag):
+    """Offers count orders at a fixed rate whatever the system's answers (open loop) and
+    samples the backlog (accepted, not yet SHIPMENT_SCHEDULED) once a second. Returns the
+    achieved offer rate, the backlog samples over the offer period, and the drain time."""
+    import threading
+    accepted = [0]
+    lock = threading.Lock()
+    failed = [0]
+
+    def place(i):
+        try:
+            system.place([{"sku": "BENCH-1", "quantity": 1}], customer=f"{tag}-{i}")
+            with lock:
+                accepted[0] += 1
+        except (AssertionError, OSError):
+            with lock:
+                failed[0] += 1
+
+    def done():
+        return int(psql(system.dbs["order"],
+                        "SELECT count(*) FROM orders WHERE status = 'SHIPMENT_SCHEDULED'"
+                        f" AND customer_id LIKE '{tag}-%'")[0][0])
+
+    samples = []
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.wait(1.0):
+            with lock:
+                a = accepted[0]
+            samples.append(a - done())
+    threads = threading.Thread(target=sampler)
+    threads.start()
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(48) as pool:
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(place, i)
+    offered = time.monotonic() - start
+    stop.set()
+    threads.join()
+    drain_start = time.monotonic()
+    while done() < accepted[0] and time.monotonic() - drain_start < 600:
+        time.sleep(0.5)
+    return count / offered, samples, time.monotonic() - drain_start, failed[0]
+
+
 def rss(system):
     out = []
     for name, svc in system.services.items():
@@ -240,6 +292,19 @@ def main():
                   f" ({SUSTAINED / accepted:,.0f}/s), all SHIPMENT_SCHEDULED after {done:.1f} s"
                   f" ({SUSTAINED / done:,.0f} sagas/s)")
             print_stages(before, stage_buckets(saga_svcs), "closed loop of 16 clients")
+        if "open" in PARTS:
+            for rate in OPEN_RATES:
+                got, samples, drain, failed = open_loop(system, rate, OPEN_ORDERS,
+                                                        f"open{rate:.0f}")
+                n = len(samples)
+                marks = [samples[min(n - 1, n * q // 4)] for q in (1, 2, 3)] + [samples[-1]] \
+                    if n else []
+                flat = n >= 4 and samples[-1] <= max(rate, 2 * marks[1] + rate / 2)
+                ceiling = f" ({rate / pg_tps:.2f}x the pgbench ceiling)" if pg_tps else ""
+                print(f"  open loop at {rate:.0f} orders/s{ceiling}, {OPEN_ORDERS} orders:"
+                      f" offered at {got:.0f}/s, {failed} failed; backlog at 1/4, 1/2, 3/4, end"
+                      f" of the offer: {', '.join(str(m) for m in marks)};"
+                      f" drained {drain:.1f} s after; backlog {'flat' if flat else 'GROWING'}")
         print(f"  resident memory after the run: {rss(system)}")
     finally:
         system.stop()
