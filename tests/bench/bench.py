@@ -294,17 +294,24 @@ def main():
             print_stages(before, stage_buckets(saga_svcs), "closed loop of 16 clients")
         if "open" in PARTS:
             for rate in OPEN_RATES:
+                before = stage_buckets(saga_svcs)
                 got, samples, drain, failed = open_loop(system, rate, OPEN_ORDERS,
                                                         f"open{rate:.0f}")
+                after = stage_buckets(saga_svcs)
                 n = len(samples)
                 marks = [samples[min(n - 1, n * q // 4)] for q in (1, 2, 3)] + [samples[-1]] \
                     if n else []
-                flat = n >= 4 and samples[-1] <= max(rate, 2 * marks[1] + rate / 2)
+                # Growth of the backlog over the offer's second half, per second: flat when
+                # it is under 5% of the offered rate or less than a second's work is waiting.
+                slope = (samples[-1] - samples[n // 2]) / max(1, n - 1 - n // 2) if n else 0
+                flat = n >= 4 and (slope <= 0.05 * rate or samples[-1] <= rate)
                 ceiling = f" ({rate / pg_tps:.2f}x the pgbench ceiling)" if pg_tps else ""
                 print(f"  open loop at {rate:.0f} orders/s{ceiling}, {OPEN_ORDERS} orders:"
                       f" offered at {got:.0f}/s, {failed} failed; backlog at 1/4, 1/2, 3/4, end"
                       f" of the offer: {', '.join(str(m) for m in marks)};"
-                      f" drained {drain:.1f} s after; backlog {'flat' if flat else 'GROWING'}")
+                      f" drained {drain:.1f} s after; backlog {'flat' if flat else 'GROWING'}"
+                      f" ({slope:+.0f}/s over the second half)")
+                print_stages(before, after, f"open loop at {rate:.0f}/s")
         print(f"  resident memory after the run: {rss(system)}")
     finally:
         system.stop()
