@@ -325,20 +325,34 @@ static int producer_fatal(struct cv_outbox_relay *relay)
     return 1;
 }
 
-/* Publishes one batch. Returns the number of rows found, or -1 on a database error. Rows the
- * broker can never take are quarantined; a transient failure ends the round early (the rows
- * from there are produced again next round, in order). */
-static int publish_batch(struct cv_outbox_relay *relay)
+/* One round of rows: selected, handed to the producer, settled once acknowledged. The relay
+ * keeps two rounds going: the next one is selected and produced while the broker acknowledges
+ * the previous one (docs/performance.md). */
+struct round {
+    struct row *rows;
+    struct cv_kafka_delivery *dlv; /* filled by delivery reports: valid until settled */
+    int n;                         /* rows selected */
+    int produced;                  /* rows handed to the producer (a prefix of rows) */
+    int transient;                 /* a transient failure ended the round early */
+    char last_id[24];              /* id of the last row selected: the next round starts after */
+};
+
+/* Selects up to batch_size rows after after_id ("0": from the start) and produces them. Returns
+ * the number of rows found, or -1 on a database error. Rows the broker can never take are
+ * marked for quarantine; a transient failure ends the round early (the rows from there are
+ * produced again by a later round, in order). */
+static int round_produce(struct cv_outbox_relay *relay, const char *after_id, struct round *rd)
 {
+    memset(rd, 0, sizeof(*rd));
     struct cv_db_err err;
     char limit[16];
     snprintf(limit, sizeof(limit), "%u", relay->batch_size);
-    const char *params[] = {limit};
+    const char *params[] = {limit, after_id};
     PGresult *res = cv_db_query(relay->conn,
                                 "SELECT id, topic, key, value, headers,"
                                 " (extract(epoch FROM created_at) * 1000)::bigint FROM outbox"
-                                " ORDER BY id LIMIT $1",
-                                1, params, &err);
+                                " WHERE id > $2::bigint ORDER BY id LIMIT $1",
+                                2, params, &err);
     if (!res) {
         cv_log_warn("outbox relay: select: %s", err.msg);
         return -1;
@@ -361,6 +375,10 @@ static int publish_batch(struct cv_outbox_relay *relay)
         r->created_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
     }
     PQclear(res);
+    rd->rows = rows;
+    rd->dlv = dlv;
+    rd->n = n;
+    snprintf(rd->last_id, sizeof(rd->last_id), "%s", rows[n - 1].id);
     int64_t picked_ms = cv_now_ms();
     for (int i = 0; i < n; i++)
         cv_stage_observe(CV_STAGE_OUTBOX_TO_RELAY, rows[i].created_ms, picked_ms);
@@ -406,6 +424,21 @@ static int publish_batch(struct cv_outbox_relay *relay)
         if (relay->stop || transient)
             break;
     }
+    rd->produced = produced;
+    rd->transient = transient;
+    return n;
+}
+
+/* Waits for the round's deliveries, deletes the delivered rows, quarantines those the broker
+ * can never take, and frees the round. Returns -1 on a database error, 1 if rows are left to
+ * retry (failed or not produced), else 0. */
+static int round_settle(struct cv_outbox_relay *relay, struct round *rd)
+{
+    if (rd->n == 0)
+        return 0;
+    struct row *rows = rd->rows;
+    struct cv_kafka_delivery *dlv = rd->dlv;
+    int produced = rd->produced;
     /* Deliveries never expire (message.timeout.ms=0): wait while the broker is away. On stop,
      * give what is in flight a few more seconds, then leave the rest in the outbox. */
     size_t pending = cv_kafka_wait(relay->producer, dlv, (size_t)produced, 1 << 30, &relay->stop);
@@ -427,18 +460,45 @@ static int publish_batch(struct cv_outbox_relay *relay)
     }
     producer_fatal(relay);
     int rc = settle_rows(relay, rows, dlv, produced);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < rd->n; i++)
         row_free(&rows[i]);
     free(rows);
     free(dlv);
-    if (failed || transient)
+    int retry = failed || rd->transient || produced < rd->n;
+    memset(rd, 0, sizeof(*rd));
+    return rc < 0 ? -1 : retry;
+}
+
+/* One step of publishing: produces the round after prev while prev is being acknowledged, then
+ * settles prev. The new round becomes prev. Returns the number of rows the new round found, or
+ * -1 on a database error (both rounds settled then). */
+static int publish_step(struct cv_outbox_relay *relay, struct round *prev)
+{
+    struct round cur;
+    int n = round_produce(relay, prev->n ? prev->last_id : "0", &cur);
+    int settled = round_settle(relay, prev);
+    if (n < 0 || settled != 0) {
+        /* A database error, or rows of prev to retry: finish this round too, so that the next
+         * one starts again from the oldest row left, in order. */
+        int rc = n < 0 ? -1 : round_settle(relay, &cur);
+        if (n < 0 || settled < 0 || rc < 0)
+            return -1;
         relay_sleep(relay, 1000); /* failed rows stay and are tried again */
-    return rc < 0 ? -1 : n;
+        return n;
+    }
+    *prev = cur;
+    if (cur.n > 0 && (cur.transient || cur.produced < cur.n)) {
+        if (round_settle(relay, prev) < 0)
+            return -1;
+        relay_sleep(relay, 1000);
+    }
+    return n;
 }
 
 static void *relay_main(void *arg)
 {
     struct cv_outbox_relay *relay = arg;
+    struct round prev = {0}; /* produced, not settled yet */
     int backoff = 100;
     while (!relay->stop && !producer_fatal(relay)) {
         if (!relay->conn && relay_connect(relay) < 0) {
@@ -460,7 +520,7 @@ static void *relay_main(void *arg)
                 continue;
             }
         }
-        int n = publish_batch(relay);
+        int n = publish_step(relay, &prev);
         if (n < 0) {
             relay_disconnect(relay);
             relay_sleep(relay, backoff);
@@ -468,11 +528,14 @@ static void *relay_main(void *arg)
             continue;
         }
         backoff = 100;
-        /* A full batch means more may be waiting; otherwise sleep until notified. The timeout
-         * also catches rows committed while the connection was being re-established. */
-        if ((unsigned)n < relay->batch_size && wait_notify(relay, 1000) < 0)
+        /* Rows found: look for more at once (that also settles them). None: sleep until
+         * notified. The timeout also catches rows committed while the connection was being
+         * re-established. */
+        if (n == 0 && wait_notify(relay, 1000) < 0)
             relay_disconnect(relay);
     }
+    if (prev.n > 0 && relay->conn)
+        round_settle(relay, &prev);
     relay_disconnect(relay);
     return NULL;
 }
