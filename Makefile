@@ -10,7 +10,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := rdkafka avro-c libmicrohttpd jansson libpq libcurl
+PKGS := rdkafka avro-c libmicrohttpd jansson libpq libcurl libcrypto
 SAN_FLAGS ?=
 OPT ?= -O2
 

@@ -42,6 +42,7 @@ struct cv_http_compiled_route {
     struct cv_http_segment *segs;
     size_t nsegs;
     int builtin;                         /* handler gets the server, not the app, as app */
+    unsigned access;                     /* CV_HTTP_OPEN or CV_ROLE_* bits */
     struct cv_histogram *duration;       /* http_request_duration_seconds{route} */
 };
 
@@ -66,6 +67,11 @@ struct cv_http_request {
     int too_large;
 
     int probe;            /* arrived on the probe port: built-in routes only */
+
+    /* Set by the auth check (http_auth.c) before the handler runs. */
+    struct cv_http_principal principal;
+    char principal_sub[256];
+    int authenticated;
 
     /* Suspension (http_server.c), guarded by the server's suspend_lock. */
     cv_http_handler on_resume; /* set by cv_http_suspend, run when resumed */
@@ -100,6 +106,7 @@ struct cv_http_server {
     void *app;
     cv_http_ready_fn ready;
     cv_http_handler before, after; /* around app handlers, may be NULL */
+    struct cv_http_auth *auth;     /* borrowed; NULL: authentication off */
     size_t max_body;
     unsigned grace_s;
     int port;
@@ -142,6 +149,11 @@ void cv_http_resume_all(struct cv_http_server *srv);
 int cv_http_ready_start(struct cv_http_server *srv);
 void cv_http_ready_stop(struct cv_http_server *srv); /* no-op if not started */
 int cv_http_ready_cached(struct cv_http_server *srv, char *reason, size_t reason_size);
+
+/* http_auth.c: lets req through to a route of the given access (0, principal set when a token
+ * was verified) or replies 401, 403 or 429 (-1). auth NULL lets everything through. */
+int cv_http_auth_check(struct cv_http_auth *auth, struct cv_http_request *req,
+                       struct cv_http_response *resp, unsigned access);
 
 /* http_request.c: appends upload data to the body; returns 0, -1 if that would go over max (the
  * body is then dropped and too_large set), or -2 out of memory. */

@@ -73,9 +73,9 @@ static void handle_metrics(struct cv_http_request *req, struct cv_http_response 
 }
 
 static const struct cv_http_route builtin_routes[] = {
-    {"GET", "/healthz", handle_healthz},
-    {"GET", "/readyz", handle_readyz},
-    {"GET", "/metrics", handle_metrics},
+    {"GET", "/healthz", handle_healthz, CV_HTTP_OPEN},
+    {"GET", "/readyz", handle_readyz, CV_HTTP_OPEN},
+    {"GET", "/metrics", handle_metrics, CV_HTTP_OPEN},
 };
 #define NBUILTIN (sizeof(builtin_routes) / sizeof(builtin_routes[0]))
 
@@ -288,7 +288,8 @@ static void dispatch(struct cv_http_server *srv, struct cv_http_request *req)
     }
     if (!r->builtin && srv->before)
         srv->before(req, &req->resp, srv->app);
-    r->handler(req, &req->resp, r->builtin ? (void *)srv : srv->app);
+    if (r->builtin || cv_http_auth_check(srv->auth, req, &req->resp, r->access) == 0)
+        r->handler(req, &req->resp, r->builtin ? (void *)srv : srv->app);
     if (!r->builtin && srv->after)
         srv->after(req, &req->resp, srv->app);
 }
@@ -548,6 +549,7 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
     srv->grace_s = cfg->shutdown_grace_s ? cfg->shutdown_grace_s : DEFAULT_SHUTDOWN_GRACE_S;
     srv->before = cfg->before;
     srv->after = cfg->after;
+    srv->auth = cfg->auth;
     srv->ready_cache_ms = cfg->ready_cache_ms;
     atomic_init(&srv->draining, 0);
     atomic_init(&srv->in_flight, 0);
@@ -566,7 +568,13 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
         r->pattern = src->pattern;
         r->handler = src->handler;
         r->builtin = i < NBUILTIN;
+        r->access = src->access;
         srv->nroutes++;
+        if ((r->access & (CV_HTTP_OPEN | CV_ROLES_ANY)) == 0) {
+            snprintf(errstr, errstr_size, "http: route %s %s states no access (CV_HTTP_OPEN or "
+                     "roles)", r->method, r->pattern);
+            goto fail;
+        }
         if (route_compile(r, errstr, errstr_size) < 0)
             goto fail;
     }
@@ -588,7 +596,8 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
         MHD_OPTION_CONNECTION_LIMIT, limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        cfg->max_header_bytes ? cfg->max_header_bytes : (size_t)CONNECTION_MEMORY_BYTES,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_END);
     if (srv->daemon == NULL) {

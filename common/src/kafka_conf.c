@@ -28,9 +28,21 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         char fatal[512];
         rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
         cv_log_error("kafka %s: fatal error: %s", rd_kafka_name(rk), fatal);
+    } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) {
+        /* Wrong credentials or certificates do not heal by retrying: say so plainly. */
+        cv_log_error("kafka %s: %s failed (check KAFKA_SASL_* and KAFKA_SSL_*): %s",
+                     rd_kafka_name(rk),
+                     err == RD_KAFKA_RESP_ERR__SSL ? "TLS" : "authentication", reason);
     } else {
         cv_log_warn("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
     }
+}
+
+/* Properties whose value is a secret: an error message names them but never shows the value. */
+static int sensitive(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, ".pem") ||
+           strstr(name, "oauthbearer.config");
 }
 
 int cv_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
@@ -38,7 +50,8 @@ int cv_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value
 {
     char why[256];
     if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, errstr_size, "kafka property %s=%s: %s", name, value, why);
+        snprintf(errstr, errstr_size, "kafka property %s=%s: %s", name,
+                 sensitive(name) ? "(secret)" : value, why);
         return -1;
     }
     return 0;

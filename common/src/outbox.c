@@ -53,17 +53,13 @@ int cv_outbox_add(PGconn *conn, const char *topic, const void *key, size_t key_l
     int formats[] = {0, 1, 1, 0};
     /* The insert and the relay's wake-up in one round trip: PostgreSQL folds the identical
      * notifications of one transaction into one, delivered at commit. */
-    PGresult *res = PQexecParams(conn,
-                                 "WITH ins AS (INSERT INTO outbox (topic, key, value, headers)"
-                                 " VALUES ($1, $2, $3, $4::jsonb) RETURNING id)"
-                                 " SELECT pg_notify('" NOTIFY_CHANNEL "', '') FROM ins",
-                                 4, NULL, params, lengths, formats, 0);
+    PGresult *res = cv_db_query_binary(conn,
+                                       "WITH ins AS (INSERT INTO outbox (topic, key, value,"
+                                       " headers) VALUES ($1, $2, $3, $4::jsonb) RETURNING id)"
+                                       " SELECT pg_notify('" NOTIFY_CHANNEL "', '') FROM ins",
+                                       4, params, lengths, formats, err);
     free(hdrs);
-    int rc = 0;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cv_db_err_set(err, conn, res);
-        rc = -1;
-    }
+    int rc = res ? 0 : -1;
     PQclear(res);
     return rc;
 }

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "cv/avro.h"
+#include "cv/http_auth.h"
 #include "cv/log.h"
 #include "cv/metrics.h"
 #include "cv/trace.h"
@@ -50,6 +53,37 @@ static struct cv_config_var common_vars[] = {
      CV_CONFIG_INT, 0, 65535},
     {"HTTP_MAX_BODY_BYTES", "65536", "Largest request body accepted (413 beyond)", CV_CONFIG_INT,
      1024, 16777216},
+    {"HTTP_MAX_HEADER_BYTES", "65536",
+     "Per-connection buffer for the request line and headers (431 beyond)", CV_CONFIG_INT, 8192,
+     1048576},
+    {"AUTH_REQUIRED", "true",
+     "Require a bearer JWT on every route but /healthz, /readyz and /metrics. false is for a "
+     "laptop only: a warning is logged and the API binds to 127.0.0.1",
+     CV_CONFIG_BOOL, 0, 0},
+    {"AUTH_ISSUER", "", "Required iss claim of tokens (needed when AUTH_REQUIRED)",
+     CV_CONFIG_STRING, 0, 0},
+    {"AUTH_AUDIENCE", "conveyor", "Audience tokens must name in aud", CV_CONFIG_STRING, 0, 0},
+    {"AUTH_JWKS_FILE", "", "JWKS file of RS256/ES256 verification keys, matched by kid",
+     CV_CONFIG_STRING, 0, 0},
+    {"AUTH_PUBLIC_KEY_FILES", "",
+     "Comma-separated PEM public keys (RSA: RS256, EC P-256: ES256)", CV_CONFIG_STRING, 0, 0},
+    {"AUTH_HS256_SECRET", "", "HS256 shared secret, at least 32 bytes (local use)",
+     CV_CONFIG_SECRET, 0, 0},
+    {"AUTH_HS256_SECRET_FILE", "", "File holding the HS256 shared secret (trailing newline "
+     "ignored)", CV_CONFIG_STRING, 0, 0},
+    {"AUTH_CLOCK_SKEW_S", "30", "Leeway on the exp and nbf claims", CV_CONFIG_INT, 0, 300},
+    {"AUTH_ROLES_CLAIM", "roles",
+     "Claim holding the caller's roles (array, or space-separated string); scope is also read",
+     CV_CONFIG_STRING, 0, 0},
+    {"AUTH_OFF_BIND_ANY", "false",
+     "With AUTH_REQUIRED=false, bind to HTTP_BIND anyway (a container behind a gateway that "
+     "itself listens on loopback only)",
+     CV_CONFIG_BOOL, 0, 0},
+    {"RATE_LIMIT_PER_S", "5",
+     "Order placements per token subject and second, refill rate (0: no limit)", CV_CONFIG_INT,
+     0, 100000},
+    {"RATE_LIMIT_BURST", "20", "Order placements a subject may make at once", CV_CONFIG_INT, 1,
+     100000},
     {"KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port...]",
      CV_CONFIG_STRING, 0, 0},
     {"KAFKA_GROUP_ID", "", "Consumer group (default: TOPIC_PREFIX followed by the service name)", CV_CONFIG_STRING, 0, 0},
@@ -75,7 +109,61 @@ static struct cv_config_var common_vars[] = {
      1, 1000},
     {"KAFKA_REPLICATION_FACTOR", "1", "Replication factor of topics this service creates",
      CV_CONFIG_INT, 1, 10},
+    {"KAFKA_SECURITY_PROTOCOL", "plaintext",
+     "How every Kafka client of the service talks to the brokers: plaintext, ssl, "
+     "sasl_plaintext or sasl_ssl",
+     CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SASL_MECHANISM", "SCRAM-SHA-512",
+     "SASL mechanism with sasl_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", CV_CONFIG_STRING, 0,
+     0},
+    {"KAFKA_SASL_USERNAME", "", "SASL user name (required with sasl_*)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SASL_PASSWORD", "",
+     "SASL password (with sasl_*, this or KAFKA_SASL_PASSWORD_FILE; never logged)",
+     CV_CONFIG_SECRET, 0, 0},
+    {"KAFKA_SASL_PASSWORD_FILE", "",
+     "File whose first line is the SASL password (a mounted Secret)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SSL_CA_LOCATION", "",
+     "PEM file of the CA certificates the brokers' certificates are checked against, with ssl "
+     "or sasl_ssl (default: the system's store); the broker's name or address must match its "
+     "certificate",
+     CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_SSL_CERTIFICATE_LOCATION", "",
+     "PEM client certificate for brokers that require one (mutual TLS)", CV_CONFIG_STRING, 0,
+     0},
+    {"KAFKA_SSL_KEY_LOCATION", "", "PEM private key of KAFKA_SSL_CERTIFICATE_LOCATION",
+     CV_CONFIG_STRING, 0, 0},
+    {"DB_SSLMODE", "",
+     "libpq sslmode of every database connection unless DATABASE_URL names one: disable, "
+     "allow, prefer, require, verify-ca or verify-full (default: libpq's, prefer)",
+     CV_CONFIG_STRING, 0, 0},
+    {"DB_SSLROOTCERT", "",
+     "PEM file of the CA certificates the database server's certificate is checked against "
+     "(verify-ca, verify-full)",
+     CV_CONFIG_STRING, 0, 0},
     {"DB_POOL_SIZE", "20", "PostgreSQL connections of the pool", CV_CONFIG_INT, 2, 500},
+    {"DB_POOL_WAIT_MS", "2000",
+     "Longest wait for a free pooled connection (HTTP then answers 503 with Retry-After)",
+     CV_CONFIG_INT, 1, 600000},
+    {"DB_CONNECT_TIMEOUT_S", "5", "Give up opening a database connection after this",
+     CV_CONFIG_INT, 2, 600},
+    {"DB_STATEMENT_TIMEOUT_MS", "5000",
+     "The server cancels a statement running longer (0: never); the service waits for an "
+     "answer at most this plus 2 s, then drops the connection (a frozen or unreachable server)",
+     CV_CONFIG_INT, 0, 3600000},
+    {"DB_LOCK_TIMEOUT_MS", "2000", "The server gives up waiting for a row lock after this "
+     "(0: never); the work is retried", CV_CONFIG_INT, 0, 3600000},
+    {"DB_KEEPALIVES_IDLE_S", "10",
+     "TCP keepalives on both ends of every database connection: idle seconds before the first "
+     "probe (0: the system's defaults); a silently vanished peer is noticed after idle + "
+     "interval x count seconds, which also frees the outbox relay's lock",
+     CV_CONFIG_INT, 0, 7200},
+    {"DB_KEEPALIVES_INTERVAL_S", "3", "Seconds between TCP keepalive probes", CV_CONFIG_INT, 1,
+     600},
+    {"DB_KEEPALIVES_COUNT", "3", "Unanswered TCP keepalive probes before the connection is "
+     "dropped", CV_CONFIG_INT, 1, 100},
+    {"DB_TCP_USER_TIMEOUT_MS", "20000",
+     "Data left unacknowledged this long breaks a database connection (0: the system's "
+     "default)", CV_CONFIG_INT, 0, 3600000},
     {"CONSUMER_BATCH_SIZE", "200", "Records applied per database transaction", CV_CONFIG_INT, 1,
      1000},
     {"OUTBOX_BATCH_SIZE", "500", "Outbox rows published per round", CV_CONFIG_INT, 1, 10000},
@@ -132,6 +220,15 @@ int cv_service_stopping(const struct cv_service *svc)
     return svc->stop;
 }
 
+/* 503 for a database that is away or busy: the client may try again shortly. */
+static void reply_db_unavailable(struct cv_http_response *resp, const struct cv_db_err *err)
+{
+    cv_log_warn("database unavailable: %s", err->msg);
+    cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
+                          NULL);
+    cv_http_reply_header(resp, "Retry-After", "1");
+}
+
 static void wake_request(void *arg, enum cv_wake why)
 {
     cv_http_resume(arg);
@@ -178,11 +275,8 @@ PGconn *cv_service_db_acquire(struct cv_service *svc, struct cv_http_response *r
     struct cv_db_err err;
     memset(&err, 0, sizeof(err));
     PGconn *conn = cv_db_acquire(svc->pool, &err);
-    if (!conn) {
-        cv_log_warn("database unavailable: %s", err.msg);
-        cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
-                              NULL);
-    }
+    if (!conn)
+        reply_db_unavailable(resp, &err);
     return conn;
 }
 
@@ -201,17 +295,15 @@ enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err)
 {
     if (err->transient) {
-        cv_log_warn("database unavailable: %s", err->msg);
-        cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
-                              NULL);
+        reply_db_unavailable(resp, err);
     } else {
         cv_log_error("database error: %s", err->msg);
         cv_http_reply_problem(resp, 500, "Internal Server Error", "database error", NULL);
     }
 }
 
-/* /readyz: start-up is not waiting for the schema registry, the database answers, a broker
- * answers, the consumer loop runs, the outbox relay makes progress. */
+/* /readyz: start-up is not waiting for the schema registry, a broker answers, the consumer
+ * loop runs, the outbox relay makes progress, the database answers. */
 static int service_ready(void *app, char *reason, size_t reason_size)
 {
     struct cv_service *svc = app;
@@ -222,10 +314,6 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     pthread_mutex_unlock(&svc->ready_lock);
     if (registry_wait)
         return 0;
-    if (svc->def->consumes && !svc->consumer_running) {
-        snprintf(reason, reason_size, "consumer not running");
-        return 0;
-    }
     pthread_mutex_lock(&svc->ready_lock);
     int64_t now = cv_monotonic_ms();
     if (now - svc->kafka_checked_ms > 1000) {
@@ -235,7 +323,12 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     int kafka_ok = svc->kafka_ok;
     pthread_mutex_unlock(&svc->ready_lock);
     if (!kafka_ok) {
-        snprintf(reason, reason_size, "kafka unreachable");
+        /* first: a broker that refuses our credentials also keeps the consumer from starting */
+        snprintf(reason, reason_size, "kafka unreachable (the log says why)");
+        return 0;
+    }
+    if (svc->def->consumes && !svc->consumer_running) {
+        snprintf(reason, reason_size, "consumer not running");
         return 0;
     }
     pthread_mutex_lock(&svc->ready_lock);
@@ -245,12 +338,11 @@ static int service_ready(void *app, char *reason, size_t reason_size)
     pthread_mutex_unlock(&svc->ready_lock);
     if (stalled)
         return 0;
+    /* Bounded: a frozen or unreachable server turns this 503 within about a second (or the
+     * connect timeout, when a broken connection must be replaced first). */
     struct cv_db_err err;
-    PGconn *conn = cv_db_acquire(svc->pool, &err);
-    int db_ok = conn && cv_db_exec(conn, "SELECT 1", 0, NULL, &err) == 0;
-    if (conn)
-        cv_db_release(svc->pool, conn);
-    if (!db_ok) {
+    memset(&err, 0, sizeof(err));
+    if (cv_db_pool_ping(svc->pool, 1000, &err) < 0) {
         snprintf(reason, reason_size, "database unreachable: %s", err.msg);
         return 0;
     }
@@ -268,6 +360,20 @@ static void on_signal(int sig)
 static int setup_database(struct cv_service *svc)
 {
     const char *url = cv_config_str(svc->cfg, "DATABASE_URL");
+    struct cv_db_options opts;
+    cv_db_options_default(&opts);
+    opts.connect_timeout_s = (int)cv_config_int(svc->cfg, "DB_CONNECT_TIMEOUT_S");
+    opts.statement_timeout_ms = (int)cv_config_int(svc->cfg, "DB_STATEMENT_TIMEOUT_MS");
+    opts.lock_timeout_ms = (int)cv_config_int(svc->cfg, "DB_LOCK_TIMEOUT_MS");
+    opts.keepalives_idle_s = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_IDLE_S");
+    opts.keepalives_interval_s = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_INTERVAL_S");
+    opts.keepalives_count = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_COUNT");
+    opts.tcp_user_timeout_ms = (int)cv_config_int(svc->cfg, "DB_TCP_USER_TIMEOUT_MS");
+    opts.pool_wait_ms = (int)cv_config_int(svc->cfg, "DB_POOL_WAIT_MS");
+    char app[80];
+    snprintf(app, sizeof(app), "%s-service", svc->def->name);
+    opts.application_name = app;
+    cv_db_set_options(&opts);
     char errstr[512];
     int backoff = 200;
     while (!(svc->pool = cv_db_pool_new(url, (unsigned)cv_config_int(svc->cfg, "DB_POOL_SIZE"),
@@ -302,7 +408,10 @@ static int setup_producer(struct cv_service *svc)
     snprintf(client_id, sizeof(client_id), "%s-producer", svc->def->name);
     char linger[16];
     snprintf(linger, sizeof(linger), "%ld", cv_config_int(svc->cfg, "KAFKA_LINGER_MS"));
-    const char *extra[] = {"linger.ms", linger, NULL};
+    const char *extra[2 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
+        "linger.ms", linger};
+    for (size_t i = 0; svc->kafka_sec.props[i]; i++) /* TLS and SASL */
+        extra[2 + i] = svc->kafka_sec.props[i];
     svc->producer = cv_kafka_producer_new(cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS"),
                                           client_id, extra, errstr, sizeof(errstr));
     if (!svc->producer) {
@@ -370,10 +479,123 @@ static void http_after(struct cv_http_request *req, struct cv_http_response *res
     cv_log_set_context(NULL, NULL);
 }
 
+/* Reads a secret file into buf (trailing newlines dropped). Length, or -1 with errstr. */
+static long read_secret_file(const char *path, unsigned char *buf, size_t size, char *errstr,
+                             size_t errstr_size)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(errstr, errstr_size, "AUTH_HS256_SECRET_FILE: cannot open %s", path);
+        return -1;
+    }
+    size_t n = fread(buf, 1, size, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    return (long)n;
+}
+
+/* The verification keys of the AUTH_* settings. 0, or -1 with errstr naming the variable. */
+static int load_auth_keys(const struct cv_config *cfg, struct cv_jwt_keys *keys, char *errstr,
+                          size_t errstr_size)
+{
+    char why[384];
+    const char *jwks = cv_config_str(cfg, "AUTH_JWKS_FILE");
+    if (jwks[0] && cv_jwt_keys_add_jwks(keys, jwks, why, sizeof(why)) < 0) {
+        snprintf(errstr, errstr_size, "AUTH_JWKS_FILE: %s", why);
+        return -1;
+    }
+    char pems[1024];
+    snprintf(pems, sizeof(pems), "%s", cv_config_str(cfg, "AUTH_PUBLIC_KEY_FILES"));
+    char *save = NULL;
+    for (char *p = strtok_r(pems, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (cv_jwt_keys_add_pem(keys, p, NULL, why, sizeof(why)) < 0) {
+            snprintf(errstr, errstr_size, "AUTH_PUBLIC_KEY_FILES: %s", why);
+            return -1;
+        }
+    }
+    unsigned char secret[4096];
+    long len = 0;
+    const char *secret_var = "AUTH_HS256_SECRET";
+    const char *path = cv_config_str(cfg, "AUTH_HS256_SECRET_FILE");
+    if (path[0]) {
+        secret_var = "AUTH_HS256_SECRET_FILE";
+        len = read_secret_file(path, secret, sizeof(secret), errstr, errstr_size);
+        if (len < 0)
+            return -1;
+    } else {
+        const char *s = cv_config_str(cfg, "AUTH_HS256_SECRET");
+        len = (long)strlen(s);
+        if ((size_t)len > sizeof(secret))
+            len = sizeof(secret);
+        memcpy(secret, s, (size_t)len);
+    }
+    int rc = 0;
+    if (len > 0 && cv_jwt_keys_add_hs256(keys, secret, (size_t)len, NULL, why, sizeof(why)) < 0) {
+        snprintf(errstr, errstr_size, "%s: %s", secret_var, why);
+        rc = -1;
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
+    if (rc == 0 && cv_jwt_keys_count(keys) == 0) {
+        snprintf(errstr, errstr_size, "AUTH_REQUIRED is true but no key is set (AUTH_JWKS_FILE, "
+                                      "AUTH_PUBLIC_KEY_FILES, AUTH_HS256_SECRET[_FILE])");
+        rc = -1;
+    }
+    return rc;
+}
+
+/* The authenticator of the AUTH_* settings, or (AUTH_REQUIRED false) none: then a warning (the
+ * API will listen on loopback only unless AUTH_OFF_BIND_ANY, see setup_http). Runs first, so
+ * that bad keys stop the service before it connects to anything. 0, or -1 after logging. */
+static int setup_auth(struct cv_service *svc)
+{
+    const struct cv_config *cfg = svc->cfg;
+    if (!cv_config_bool(cfg, "AUTH_REQUIRED")) {
+        int any = cv_config_bool(cfg, "AUTH_OFF_BIND_ANY");
+        cv_log_warn("AUTH_REQUIRED=false: the HTTP API accepts every request without a token; "
+                    "for a laptop only%s",
+                    any ? " (AUTH_OFF_BIND_ANY: listening on HTTP_BIND as set)"
+                        : ", listening on 127.0.0.1");
+        return 0;
+    }
+    char errstr[512];
+    if (cv_config_str(cfg, "AUTH_ISSUER")[0] == '\0') {
+        cv_log_error("AUTH_ISSUER: required when AUTH_REQUIRED is true");
+        return -1;
+    }
+    struct cv_jwt_keys *keys = cv_jwt_keys_new();
+    if (keys == NULL || load_auth_keys(cfg, keys, errstr, sizeof(errstr)) < 0) {
+        cv_jwt_keys_destroy(keys);
+        cv_log_error("%s", keys ? errstr : "out of memory");
+        return -1;
+    }
+    size_t nkeys = cv_jwt_keys_count(keys);
+    struct cv_http_auth_config ac = {
+        .keys = keys,
+        .issuer = cv_config_str(cfg, "AUTH_ISSUER"),
+        .audience = cv_config_str(cfg, "AUTH_AUDIENCE"),
+        .skew_s = cv_config_int(cfg, "AUTH_CLOCK_SKEW_S"),
+        .roles_claim = cv_config_str(cfg, "AUTH_ROLES_CLAIM"),
+        .rate_per_s = (double)cv_config_int(cfg, "RATE_LIMIT_PER_S"),
+        .burst = (double)cv_config_int(cfg, "RATE_LIMIT_BURST"),
+    };
+    svc->auth = cv_http_auth_new(&ac, errstr, sizeof(errstr));
+    if (svc->auth == NULL) {
+        cv_log_error("auth: %s", errstr);
+        return -1;
+    }
+    cv_log_info("authentication on: %zu verification key(s), issuer %s, audience %s", nkeys,
+                ac.issuer, ac.audience);
+    return 0;
+}
+
 static int setup_http(struct cv_service *svc)
 {
+    const char *bind_address = cv_config_str(svc->cfg, "HTTP_BIND");
+    if (svc->auth == NULL && !cv_config_bool(svc->cfg, "AUTH_OFF_BIND_ANY"))
+        bind_address = "127.0.0.1"; /* no authentication: nobody else may reach it */
     struct cv_http_config hc = {
-        .bind_address = cv_config_str(svc->cfg, "HTTP_BIND"),
+        .bind_address = bind_address,
         .port = (int)cv_config_int(svc->cfg, "HTTP_PORT"),
         .threads = (unsigned)cv_config_int(svc->cfg, "HTTP_THREADS"),
         .connection_limit = (unsigned)cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS"),
@@ -382,6 +604,8 @@ static int setup_http(struct cv_service *svc)
         .probe_port = (int)cv_config_int(svc->cfg, "HTTP_PROBE_PORT"),
         .ready_cache_ms = 500, /* probes never wait on the database or the broker */
         .max_body_bytes = (size_t)cv_config_int(svc->cfg, "HTTP_MAX_BODY_BYTES"),
+        .max_header_bytes = (size_t)cv_config_int(svc->cfg, "HTTP_MAX_HEADER_BYTES"),
+        .auth = svc->auth,
         .before = http_before,
         .after = http_after,
     };
@@ -443,12 +667,14 @@ static void teardown(struct cv_service *svc)
     cv_waiters_stop(svc->waiters);     /* waiting requests answer now, with the current state */
     cv_http_server_destroy(svc->http); /* waits for requests in flight */
     cv_waiters_destroy(svc->waiters);
+    cv_http_auth_destroy(svc->auth);
     cv_service_consumer_stop(svc);     /* finishes its batch, commits, leaves the group */
     cv_service_housekeeping_stop(svc);
     cv_service_registry_stop(svc);
     cv_outbox_relay_stop(svc->relay);  /* finishes its round */
     cv_kafka_producer_destroy(svc->producer, 5000);
     cv_db_pool_destroy(svc->pool);
+    cv_service_security_free(svc);
     cv_config_destroy(svc->cfg);
     for (size_t i = 0; svc->consumes && svc->consumes[i]; i++)
         free(svc->consumes[i]);
@@ -499,8 +725,10 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
     }
-    if (cv_service_registry_init(svc, errstr, sizeof(errstr)) < 0) {
+    if (cv_service_security_init(svc, errstr, sizeof(errstr)) < 0 ||
+        cv_service_registry_init(svc, errstr, sizeof(errstr)) < 0) {
         fprintf(stderr, "%s: %s\n", program, errstr);
+        cv_service_security_free(svc);
         cv_config_destroy(svc->cfg);
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
@@ -521,9 +749,9 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
         cv_log_error("schemas: %s", errstr);
         goto out;
     }
-    if (setup_database(svc) < 0 || setup_producer(svc) < 0 || setup_waiters(svc) < 0 ||
-        setup_http(svc) < 0 || cv_service_registry_start(svc, &got_signal) < 0 ||
-        setup_kafka(svc) < 0)
+    if (setup_auth(svc) < 0 || setup_database(svc) < 0 || setup_producer(svc) < 0 ||
+        setup_waiters(svc) < 0 || setup_http(svc) < 0 ||
+        cv_service_registry_start(svc, &got_signal) < 0 || setup_kafka(svc) < 0)
         goto out;
     if (cv_service_housekeeping_start(svc) < 0) {
         cv_log_error("cannot start the housekeeping thread");

@@ -2,7 +2,9 @@
  * record, so that a record that can never be processed is dead-lettered alone), then stores
  * and commits the offsets. Transient failures roll the batch back and retry it with backoff,
  * so nothing is skipped or reordered; the event ids claimed in the same transaction make
- * redelivery harmless. */
+ * redelivery harmless. A permanent failure of the batch as a whole (a batch-level hook, a
+ * statement outside any record's savepoint) falls back to one record per transaction, so that
+ * only the record that fails on its own is dead-lettered and the others are applied. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,10 +136,13 @@ static int held_back(struct cv_service *svc, const char *type)
     return 0;
 }
 
-/* Runs one record inside the open transaction, under a savepoint. Returns CV_HANDLED (also for
- * skipped duplicates and dead-lettered records) or CV_RETRY; err is set for CV_RETRY. */
+/* Runs one record inside the open transaction, under a savepoint. With reject set, the record
+ * is not handled but dead-lettered for that reason (it failed on its own). Returns CV_HANDLED
+ * (also for skipped duplicates and dead-lettered records) or CV_RETRY; err is set for
+ * CV_RETRY, transient unless the failure would come again. */
 static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
-                                           struct decoded *d, struct cv_db_err *err)
+                                           struct decoded *d, const char *reject,
+                                           struct cv_db_err *err)
 {
     const struct cv_event *ev = &d->ev;
     char reason[512] = "";
@@ -164,7 +169,10 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
     cv_trace_set_current(&trace);
 
     enum cv_handler_result result;
-    if (!ev->data && !svc->def->raw) {
+    if (reject) {
+        snprintf(reason, sizeof(reason), "%s", reject);
+        result = CV_REJECT;
+    } else if (!ev->data && !svc->def->raw) {
         snprintf(reason, sizeof(reason), "undecodable: %s", ev->decode_error);
         result = CV_REJECT;
     } else if (!svc->def->raw) {
@@ -230,15 +238,17 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
     return result;
 }
 
-/* Applies a whole batch in one transaction. 0 once committed, -1 (err set) to retry it. */
+/* Applies batch[0..n) in one transaction; with reject set (n is then 1), dead-letters the
+ * record for that reason instead. 0 once committed, -1 with err to retry it (err->transient
+ * unset: the same batch would fail again). */
 static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
-                       struct cv_db_err *err)
+                       const char *reject, struct cv_db_err *err)
 {
     PGconn *conn = cv_db_acquire(svc->pool, err);
     if (!conn)
         return -1;
     int rc = cv_db_begin(conn, err);
-    if (rc == 0 && svc->def->on_batch) {
+    if (rc == 0 && svc->def->on_batch && !reject) {
         const struct cv_event **evs = calloc(n, sizeof(*evs));
         for (size_t i = 0; i < n; i++)
             evs[i] = &batch[i].ev;
@@ -246,7 +256,7 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
         free(evs);
     }
     for (size_t i = 0; rc == 0 && i < n; i++)
-        if (apply_record(svc, conn, &batch[i], err) != CV_HANDLED)
+        if (apply_record(svc, conn, &batch[i], reject, err) != CV_HANDLED)
             rc = -1;
     if (rc == 0)
         rc = cv_db_commit(conn, err);
@@ -254,6 +264,49 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
         cv_db_rollback(conn);
     cv_db_release(svc->pool, conn);
     return rc;
+}
+
+/* Applies batch[*done..n): the whole batch in one transaction while *isolating is unset; after
+ * a permanent failure of the batch, one record per transaction from *done on, dead-lettering
+ * (alone) a record that fails permanently by itself. 0 when all are applied, or -1 with err
+ * (transient) to try again later from where it stopped. */
+static int apply_isolating(struct cv_service *svc, struct decoded *batch, size_t n,
+                           size_t *done, int *isolating, struct cv_db_err *err)
+{
+    if (!*isolating) {
+        if (apply_batch(svc, batch, n, NULL, err) == 0) {
+            *done = n;
+            return 0;
+        }
+        if (err->transient || svc->stop)
+            return -1;
+        cv_log_warn("consumer: batch of %zu failed for good (%s): applying its records one at "
+                    "a time",
+                    n, err->msg);
+        cv_counter_add(cv_metrics_counter("consumer_batches_isolated_total",
+                                          "Batches that failed for good and were applied one "
+                                          "record at a time",
+                                          NULL),
+                       1);
+        *isolating = 1;
+    }
+    for (; *done < n; (*done)++) {
+        struct decoded *d = &batch[*done];
+        if (apply_batch(svc, d, 1, NULL, err) == 0)
+            continue;
+        if (err->transient || svc->stop)
+            return -1;
+        char reason[600];
+        snprintf(reason, sizeof(reason), "database: %s", err->msg);
+        cv_log_error("consumer: %s [%d] at offset %lld fails on its own (%s): dead-lettering it",
+                     d->ev.topic, (int)d->ev.partition, (long long)d->ev.offset, err->msg);
+        if (apply_batch(svc, d, 1, reason, err) < 0) {
+            /* Not even its dead letter can be written: wait and try again, never skip. */
+            err->transient = 1;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Decodes again the records whose writer's schema the registry could not give yet (it is
@@ -289,10 +342,13 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
 
     int64_t started = cv_monotonic_ms();
     int backoff = 100;
+    size_t done = 0;
+    int isolating = 0;
     struct cv_db_err err;
     for (;;) {
         memset(&err, 0, sizeof(err));
-        if (resolve_pending(svc, batch, n, &err) == 0 && apply_batch(svc, batch, n, &err) == 0)
+        if (resolve_pending(svc, batch, n, &err) == 0 &&
+            apply_isolating(svc, batch, n, &done, &isolating, &err) == 0)
             break;
         if (svc->stop) {
             /* Not committed: the records come again after restart or rebalance. */
@@ -362,9 +418,11 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     char fetch_wait[16];
     snprintf(fetch_wait, sizeof(fetch_wait), "%ld",
              cv_config_int(svc->cfg, "KAFKA_FETCH_WAIT_MAX_MS"));
-    const char *extra[] = {"session.timeout.ms", session, "partition.assignment.strategy",
-                           cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"),
-                           "fetch.wait.max.ms", fetch_wait, NULL};
+    const char *extra[6 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
+        "session.timeout.ms", session, "partition.assignment.strategy",
+        cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"), "fetch.wait.max.ms", fetch_wait};
+    for (size_t i = 0; svc->kafka_sec.props[i]; i++) /* TLS and SASL, as for the producer */
+        extra[6 + i] = svc->kafka_sec.props[i];
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
     char default_group[192];

@@ -17,6 +17,7 @@ struct cv_service {
     struct cv_outbox_relay *relay;
     struct cv_kafka_consumer *consumer;
     struct cv_http_server *http;
+    struct cv_http_auth *auth; /* NULL: authentication off */
     struct cv_waiters *waiters; /* long polls; NULL without def->notify_channel */
     struct cv_counter *waits_refused;
     pthread_t consumer_thread;
@@ -31,6 +32,8 @@ struct cv_service {
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;
     int kafka_ok;
+    /* TLS and SASL given to every Kafka client (service_security.c); borrows from cfg */
+    struct cv_kafka_security kafka_sec;
     /* registry mode (service_registry.c): NULL without SCHEMA_REGISTRY_URL */
     struct cv_avro_registry *registry;
     pthread_t registry_thread;
@@ -42,6 +45,12 @@ struct cv_service {
     int outbox_stalled;
     char outbox_stall_reason[192];
 };
+
+/* Checks the transport security settings (Kafka TLS/SASL, PostgreSQL sslmode) and fills
+ * kafka_sec; 0, or -1 with errstr naming the variable (service_security.c). The free wipes
+ * the password read from a file. */
+int cv_service_security_init(struct cv_service *svc, char *errstr, size_t errstr_size);
+void cv_service_security_free(struct cv_service *svc);
 
 /* Starts / stops the consumer loop thread (service_consumer.c). */
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size);

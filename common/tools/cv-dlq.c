@@ -34,7 +34,11 @@ static void usage(void)
           "topic, tagged with a redriven_from header: --consumer (dlq_consumer equals NAME),\n"
           "--reason (dlq_reason contains TEXT), --source (dlq_topic equals TOPIC), --since and\n"
           "--until (dlq_time within [since, until), RFC 3339). --brokers defaults to\n"
-          "$KAFKA_BOOTSTRAP_SERVERS, then 127.0.0.1:9092. --dry-run lists without sending.\n",
+          "$KAFKA_BOOTSTRAP_SERVERS, then 127.0.0.1:9092. --dry-run lists without sending.\n"
+          "TLS and SASL as for the services, from the environment: KAFKA_SECURITY_PROTOCOL,\n"
+          "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD or\n"
+          "KAFKA_SASL_PASSWORD_FILE, KAFKA_SSL_CA_LOCATION, KAFKA_SSL_CERTIFICATE_LOCATION,\n"
+          "KAFKA_SSL_KEY_LOCATION.\n",
           stderr);
 }
 
@@ -123,11 +127,20 @@ static int redrive_one(struct cv_kafka_producer *p, const rd_kafka_message_t *ms
     return 0;
 }
 
-/* Reads dlq from its beginning to its end now, redriving what matches. Exit status. */
-static int redrive(const char *brokers, const char *dlq, const struct filter *f)
+/* Reads dlq from its beginning to its end now, redriving what matches; both clients get the
+ * TLS and SASL properties sec. Exit status. */
+static int redrive(const char *brokers, const char *dlq, const struct filter *f,
+                   const struct cv_kafka_security *sec)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (const char *const *kv = sec->props; kv[0]; kv += 2) {
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], errstr, sizeof(errstr))) {
+            fprintf(stderr, "cv-dlq: %s: %s\n", kv[0], errstr); /* never the value */
+            rd_kafka_conf_destroy(conf);
+            return 2;
+        }
+    }
     char group[64];
     snprintf(group, sizeof(group), "cv-dlq-%lld", (long long)cv_now_ms());
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
@@ -178,7 +191,7 @@ static int redrive(const char *brokers, const char *dlq, const struct filter *f)
         goto cleanup;
     }
     if (!f->dry_run) {
-        p = cv_kafka_producer_new(brokers, "cv-dlq", NULL, errstr, sizeof(errstr));
+        p = cv_kafka_producer_new(brokers, "cv-dlq", sec->props, errstr, sizeof(errstr));
         if (!p) {
             fprintf(stderr, "cv-dlq: %s\n", errstr);
             goto cleanup;
@@ -263,6 +276,12 @@ cleanup:
     return status;
 }
 
+/* The TLS and SASL settings, from the environment as for the services (see their --help). */
+static const char *env_setting(const char *name, void *arg)
+{
+    return getenv(name);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "redrive") != 0) {
@@ -313,5 +332,13 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    return redrive(brokers, dlq, &f);
+    struct cv_kafka_security sec;
+    char errstr[512];
+    if (cv_kafka_security_init(&sec, env_setting, NULL, errstr, sizeof(errstr)) < 0) {
+        fprintf(stderr, "cv-dlq: %s\n", errstr);
+        return 2;
+    }
+    int status = redrive(brokers, dlq, &f, &sec);
+    cv_kafka_security_free(&sec);
+    return status;
 }

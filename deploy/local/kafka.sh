@@ -35,6 +35,17 @@
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL [20]
 #   APICURIO_SERDE_VERSION the Avro deserializer's version [3.1.7]
 #   CONVEYOR_CACHE         where jars are kept [~/.cache/conveyor]
+#   KAFKA_SECURITY         plaintext, or sasl_ssl: the client listener on
+#                          KAFKA_PORT then takes only TLS with SASL/SCRAM-SHA-512
+#                          (the broker talks to itself through it too) [plaintext]
+#   KAFKA_SSL_KEYSTORE     sasl_ssl: PEM file, the broker's unencrypted PKCS#8 key
+#                          then its certificate (valid for 127.0.0.1)
+#   KAFKA_SSL_CA           sasl_ssl: PEM file of the CA that clients trust
+#   KAFKA_SCRAM_USERS      sasl_ssl: file of "user password" lines, created as
+#                          SCRAM-SHA-512 users when the storage is formatted; the
+#                          first is the broker's own. start writes client.properties
+#                          (librdkafka, kcat -F) and client-java.properties (the
+#                          tools' --command-config) for that user into KAFKA_DIR.
 #
 # Requires java (17+), mvn (first fetch only) and kcat (readiness check).
 set -euo pipefail
@@ -49,6 +60,7 @@ KAFKA_HEAP=${KAFKA_HEAP:--Xmx384m -Xms384m}
 KAFKA_PARTITIONS=${KAFKA_PARTITIONS:-6}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-20}
+KAFKA_SECURITY=${KAFKA_SECURITY:-plaintext}
 
 cache=${CONVEYOR_CACHE:-$HOME/.cache/conveyor}
 kafka_home=$cache/kafka-$KAFKA_VERSION
@@ -68,6 +80,15 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0
 for v in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_PARTITIONS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
 done
+
+case $KAFKA_SECURITY in
+    plaintext) ;;
+    sasl_ssl)
+        for v in KAFKA_SSL_KEYSTORE KAFKA_SSL_CA KAFKA_SCRAM_USERS; do
+            [[ -n ${!v:-} && -r ${!v} ]] || die "KAFKA_SECURITY=sasl_ssl needs $v, a readable file"
+        done ;;
+    *) die "KAFKA_SECURITY must be plaintext or sasl_ssl, not '$KAFKA_SECURITY'" ;;
+esac
 
 # Logging: Kafka 3.x logs through log4j 1 (reload4j), 4.x through log4j 2.
 log_opt() { # $1: broker | tools
@@ -215,7 +236,45 @@ cluster_id() {
 }
 
 broker_ready() {
-    kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 2>/dev/null | grep -q 'broker 1 at'
+    local auth=()
+    [[ $KAFKA_SECURITY == sasl_ssl ]] && auth=(-F "$run_dir/client.properties")
+    kcat "${auth[@]}" -b "127.0.0.1:$KAFKA_PORT" -L -m 2 2>/dev/null | grep -q 'broker 1 at'
+}
+
+# sasl_ssl: the listener's settings appended to server.properties, the SCRAM users
+# given to the storage format, and the client configurations of the first user.
+scram_args=()
+secure_conf() {
+    local user password first_user='' first_password='' abs_ks abs_ca
+    abs_ks=$(cd "$(dirname "$KAFKA_SSL_KEYSTORE")" && pwd)/${KAFKA_SSL_KEYSTORE##*/}
+    abs_ca=$(cd "$(dirname "$KAFKA_SSL_CA")" && pwd)/${KAFKA_SSL_CA##*/}
+    while read -r user password _; do
+        [[ -n $user && $user != \#* ]] || continue
+        [[ $user =~ ^[A-Za-z0-9._-]+$ && $password =~ ^[A-Za-z0-9._~+-]+$ ]] ||
+            die "KAFKA_SCRAM_USERS: user names and passwords of letters, digits and ._~+- only"
+        scram_args+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$password]")
+        if [[ -z $first_user ]]; then first_user=$user; first_password=$password; fi
+    done <"$KAFKA_SCRAM_USERS"
+    [[ -n $first_user ]] || die "KAFKA_SCRAM_USERS: no user in $KAFKA_SCRAM_USERS"
+    conf=${conf//PLAINTEXT:\/\/127.0.0.1:$KAFKA_PORT/SASL_SSL:\/\/127.0.0.1:$KAFKA_PORT}
+    conf=${conf//inter.broker.listener.name=PLAINTEXT/inter.broker.listener.name=SASL_SSL}
+    conf=${conf//listener.security.protocol.map=PLAINTEXT:PLAINTEXT,/listener.security.protocol.map=SASL_SSL:SASL_SSL,}
+    conf+="
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$first_user\" password=\"$first_password\";
+ssl.keystore.type=PEM
+ssl.keystore.location=$abs_ks
+ssl.truststore.type=PEM
+ssl.truststore.location=$abs_ca
+ssl.endpoint.identification.algorithm=https"
+    (umask 077
+     printf '%s\n' security.protocol=SASL_SSL sasl.mechanisms=SCRAM-SHA-512 \
+         "sasl.username=$first_user" "sasl.password=$first_password" \
+         "ssl.ca.location=$abs_ca" >"$run_dir/client.properties"
+     printf '%s\n' security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 \
+         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$first_user\" password=\"$first_password\";" \
+         ssl.truststore.type=PEM "ssl.truststore.location=$abs_ca" >"$run_dir/client-java.properties")
 }
 
 start_failed() { # $1: message
@@ -265,15 +324,20 @@ start() {
         conf+=$'\n'"share.coordinator.state.topic.replication.factor=1"
         conf+=$'\n'"share.coordinator.state.topic.min.isr=1"
     fi
-    printf '%s\n' "$conf" >"$run_dir/server.properties"
+    [[ $KAFKA_SECURITY == sasl_ssl ]] && secure_conf
+    (umask 077; printf '%s\n' "$conf" >"$run_dir/server.properties")
 
     local t0=$SECONDS
     trap 'start_failed "interrupted"' INT TERM
+    # The format prints the bootstrap records: the SCRAM users' salted keys stay out of the log.
     if [[ ! -f $run_dir/data/meta.properties ]]; then
-        "${java_base[@]}" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "$(log_opt tools)" \
-            -cp "$libs/*" kafka.tools.StorageTool format -t "$(cluster_id)" \
-            -c "$run_dir/server.properties" >>"$run_dir/kafka.log" 2>&1 \
-            || start_failed "formatting the storage failed"
+        if ! "${java_base[@]}" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "$(log_opt tools)" \
+                -cp "$libs/*" kafka.tools.StorageTool format -t "$(cluster_id)" \
+                -c "$run_dir/server.properties" "${scram_args[@]}" 2>&1 |
+                sed 's/UserScramCredentialRecord([^)]*)/UserScramCredentialRecord(...)/g' \
+                >>"$run_dir/kafka.log"; then
+            start_failed "formatting the storage failed"
+        fi
     fi
 
     local heap
@@ -299,7 +363,7 @@ start() {
         sleep 0.5
     done
     trap - INT TERM
-    log "Kafka $KAFKA_VERSION ready on 127.0.0.1:$KAFKA_PORT after $((SECONDS - t0))s (pid $(<"$run_dir/kafka.pid"), log $run_dir/kafka.log)"
+    log "Kafka $KAFKA_VERSION ($KAFKA_SECURITY) ready on 127.0.0.1:$KAFKA_PORT after $((SECONDS - t0))s (pid $(<"$run_dir/kafka.pid"), log $run_dir/kafka.log)"
     printf 'KAFKA_DIR=%q\n' "$run_dir"
 }
 
@@ -308,11 +372,17 @@ topics() {
     (( $# >= 1 )) || usage
     fetch
     # One JVM per topic (TopicCommand creates one at a time): run them side by side.
+    local command_config=()
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+        [[ -n ${KAFKA_DIR:-} ]] || die "topics: KAFKA_SECURITY=sasl_ssl needs KAFKA_DIR"
+        command_config=(--command-config "$KAFKA_DIR/client-java.properties")
+    fi
     local out name i=0 rc=0
     local pids=()
     out=$(mktemp -d)
     for name; do
-        (tool topics --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
+        (tool topics --bootstrap-server "127.0.0.1:$KAFKA_PORT" "${command_config[@]}" \
+            --create --if-not-exists \
             --topic "$name" --partitions "$KAFKA_PARTITIONS" --replication-factor 1) \
             >"$out/$i" 2>&1 &
         pids+=($!)

@@ -12,6 +12,9 @@
 #   ORDER_PORT INVENTORY_PORT SHIPPING_PORT AUDIT_PORT   HTTP ports [8081 8082 8083 8084]
 #   PGHOST PGPORT PGUSER   PostgreSQL [127.0.0.1 5432 postgres]
 #   BUILD              build directory of the binaries [build]
+#   AUTH_REQUIRED      true: bearer tokens required, verified with a local HS256 secret
+#                      (run/auth/), ready-made tokens printed [true]; false: no authentication
+#                      (each service warns and listens on 127.0.0.1 only)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -45,6 +48,19 @@ replica_name() { if [ "$2" -eq 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
 replica_port() { echo $((ports[$1] + 10 * ($2 - 1))); }
 
 mkdir -p "$run_dir/logs" "$KAFKA_DIR"
+auth_required=${AUTH_REQUIRED:-true}
+auth_dir=$run_dir/auth
+auth_env=()
+if [ "$auth_required" = true ]; then
+    (umask 077; mkdir -p "$auth_dir"
+     if [ ! -s "$auth_dir/hs256.secret" ]; then
+         head -c 48 /dev/urandom | base64 -w0 >"$auth_dir/hs256.secret"
+     fi)
+    auth_env=(AUTH_REQUIRED=true AUTH_ISSUER=conveyor-local AUTH_AUDIENCE=conveyor
+              AUTH_HS256_SECRET_FILE="$auth_dir/hs256.secret")
+else
+    auth_env=(AUTH_REQUIRED=false)
+fi
 for f in "$run_dir"/*.pid; do
     [ -f "$f" ] || continue
     if kill -0 "$(cat "$f")" 2>/dev/null; then
@@ -81,7 +97,7 @@ for s in "${services[@]}"; do
         fi
         env HTTP_PORT="$port" \
             DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/conveyor_$s" \
-            KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT" \
+            KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT" "${auth_env[@]}" \
             setsid "$BUILD/bin/$s-service" >>"$run_dir/logs/$r.log" 2>&1 </dev/null &
         echo $! >"$run_dir/$r.pid"
         procs+=("$s $r $port")
@@ -112,3 +128,19 @@ for p in "${procs[@]}"; do
     printf '  %-12s http://127.0.0.1:%s%s   pid %s\n' "$r" "$port" "${paths[$s]}" "$(cat "$run_dir/$r.pid")"
 done
 echo "  kafka        127.0.0.1:$KAFKA_PORT   logs: $run_dir/logs/   stop: make down"
+if [ "$auth_required" = true ]; then
+    mint() { /usr/bin/python3 deploy/local/token.py --secret-file "$auth_dir/hs256.secret" "$@"; }
+    (umask 077
+     {
+         echo "export CUSTOMER_TOKEN=$(mint --sub alice --roles customer)"
+         echo "export OPERATOR_TOKEN=$(mint --sub operator-1 --roles operator)"
+         echo "export AUDITOR_TOKEN=$(mint --sub auditor-1 --roles auditor)"
+     } >"$auth_dir/tokens.env")
+    cat <<MSG
+Authentication is on. Local tokens (valid 12 h; customer alice, an operator, an auditor):
+  . $auth_dir/tokens.env     # exports CUSTOMER_TOKEN, OPERATOR_TOKEN, AUDITOR_TOKEN
+$(sed 's/^export /  /' "$auth_dir/tokens.env")
+MSG
+else
+    echo "Authentication is OFF (AUTH_REQUIRED=false): every API listens on 127.0.0.1 only."
+fi

@@ -2,9 +2,9 @@
 #include "audit.h"
 
 static const struct cv_http_route routes[] = {
-    {"GET", "/events", audit_http_list},
-    {"GET", "/events/{event_id}", audit_http_get},
-    {"GET", "/stats", audit_http_stats},
+    {"GET", "/events", audit_http_list, CV_ROLE_AUDITOR},
+    {"GET", "/events/{event_id}", audit_http_get, CV_ROLE_AUDITOR},
+    {"GET", "/stats", audit_http_stats, CV_ROLE_AUDITOR},
 };
 
 static const char *const consumes[] = {"orders",        "inventory",    "shipments",

@@ -87,22 +87,20 @@ static int insert_row(PGconn *conn, const char *const *params, const int *length
 {
     int formats[P_COUNT] = {0};
     formats[P_RAW] = formats[P_KEY_BYTES] = 1;
-    PGresult *res = PQexecParams(
+    /* Through the db layer: bounded wait for the answer, transient errors classified. */
+    PGresult *res = cv_db_query_binary(
         conn,
         "INSERT INTO events (event_id, type, topic, partition, \"offset\", key, order_id,"
         " occurred_at, producer, headers, data, raw, key_bytes, header_names, header_values,"
         " nul_escaped) VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::bigint / 1000.0),"
         " $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (event_id) DO NOTHING",
-        P_COUNT, NULL, params, lengths, formats, 0);
-    int rc = 0;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        cv_db_err_set(err, conn, res);
-        rc = -1;
-    } else if (strcmp(PQcmdTuples(res), "0") == 0) {
+        P_COUNT, params, lengths, formats, err);
+    if (!res)
+        return -1;
+    if (strcmp(PQcmdTuples(res), "0") == 0)
         cv_log_debug("already recorded %s", params[P_ID]);
-    }
     PQclear(res);
-    return rc;
+    return 0;
 }
 
 /* The full row failed for a reason retrying cannot fix: keep the record anyway, named by where

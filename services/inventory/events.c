@@ -119,6 +119,18 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     if (status[0]) /* decided already (or cancelled before it was placed) */
         return CV_HANDLED;
 
+    size_t k;
+    json_t *it;
+    json_array_foreach(json_object_get(ev->data, "items"), k, it)
+    {
+        /* A SKU with a NUL byte would be read as its first part: another SKU. */
+        json_t *sku = json_object_get(it, "sku");
+        if (!json_is_string(sku) || strlen(json_string_value(sku)) != json_string_length(sku) ||
+            !cv_sku_valid(json_string_value(sku))) {
+            snprintf(reason, reason_size, "item %zu: invalid SKU", k);
+            return CV_REJECT;
+        }
+    }
     json_t *items = items_by_sku(json_object_get(ev->data, "items"));
     json_t *shortages = json_array();
     char why[1024] = "insufficient stock:";
@@ -258,9 +270,11 @@ int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_eve
         json_t *item;
         json_array_foreach(json_object_get(data, "items"), k, item)
         {
-            const char *sku = json_string_value(json_object_get(item, "sku"));
-            if (sku)
-                json_array_append_new(skus, json_string(sku));
+            /* The SKU as it is, NUL bytes included: a value the database refuses fails the
+             * batch, which is then applied record by record and that record dead-lettered. */
+            json_t *sku = json_object_get(item, "sku");
+            if (json_is_string(sku))
+                json_array_append(skus, sku);
         }
     }
     int rc = 0;

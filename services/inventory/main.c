@@ -2,10 +2,10 @@
 #include "inventory.h"
 
 static const struct cv_http_route routes[] = {
-    {"GET", "/inventory", inventory_http_list},
-    {"GET", "/inventory/{sku}", inventory_http_get},
-    {"PUT", "/inventory/{sku}", inventory_http_put},
-    {"POST", "/inventory/{sku}/adjust", inventory_http_adjust},
+    {"GET", "/inventory", inventory_http_list, CV_ROLES_ANY},
+    {"GET", "/inventory/{sku}", inventory_http_get, CV_ROLES_ANY},
+    {"PUT", "/inventory/{sku}", inventory_http_put, CV_ROLE_OPERATOR},
+    {"POST", "/inventory/{sku}/adjust", inventory_http_adjust, CV_ROLE_OPERATOR},
 };
 
 static const char *const consumes[] = {"orders", "shipments", NULL};

@@ -177,6 +177,35 @@ static json_t *insert_order(struct cv_service *svc, PGconn *conn, const char *id
     return order;
 }
 
+/* A customer's token owns the orders whose customer_id is its subject; without authentication
+ * (laptop mode) every order is the caller's. */
+static int order_owned(const struct cv_http_request *req, const json_t *order)
+{
+    const struct cv_http_principal *who = cv_http_principal(req);
+    const char *owner = json_string_value(json_object_get(order, "customer_id"));
+    return who == NULL || (owner && strcmp(owner, who->sub) == 0);
+}
+
+/* Replies 404 "no such order" unless order id exists and belongs to the caller (another
+ * customer's order is not revealed to exist). 0 when it does, -1 after replying. */
+static int order_check_owner(struct cv_http_request *req, struct cv_http_response *resp,
+                             PGconn *conn, const char *id)
+{
+    if (cv_http_principal(req) == NULL)
+        return 0;
+    struct cv_db_err err;
+    int found = 0;
+    json_t *order = order_store_get(conn, id, &found, &err);
+    if (found > 0 && !order_owned(req, order))
+        found = 0;
+    json_decref(order);
+    if (found <= 0) {
+        cv_service_reply_lookup(resp, NULL, found, &err, "order", "id");
+        return -1;
+    }
+    return 0;
+}
+
 void order_http_create(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
@@ -189,12 +218,21 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
     json_t *body = cv_http_json_body(req, resp);
     if (!body)
         return;
+    const struct cv_http_principal *who = cv_http_principal(req);
+    if (who && json_object_get(body, "customer_id") == NULL)
+        json_object_set_new(body, "customer_id", json_string(who->sub));
     struct cv_json_error jerr;
     long total = 0;
     json_t *request = validate_order(body, &total, &jerr);
     json_decref(body);
     if (!request) {
         cv_http_reply_problem(resp, 400, "Invalid order", jerr.detail, jerr.field);
+        return;
+    }
+    if (!order_owned(req, request)) {
+        cv_http_reply_problem(resp, 403, NULL, "customer_id must be the token's subject",
+                              "customer_id");
+        json_decref(request);
         return;
     }
     PGconn *conn = cv_service_db_acquire(svc, resp);
@@ -293,6 +331,11 @@ static void order_wait_step(struct cv_http_request *req, struct cv_http_response
     int found;
     json_t *order = order_store_get(conn, w->id, &found, &err);
     cv_service_db_release(svc, conn);
+    if (order && !order_owned(req, order)) { /* another customer's: as if there were none */
+        json_decref(order);
+        order = NULL;
+        found = 0;
+    }
     if (!order || !w->wait_for || status_in(order, w->wait_for) ||
         cv_monotonic_ms() >= w->deadline_ms || cv_service_stopping(svc) ||
         cv_http_draining(req)) {
@@ -337,6 +380,14 @@ void order_http_list(struct cv_http_request *req, struct cv_http_response *resp,
     struct cv_service *svc = app;
     const char *status = cv_http_query(req, "status");
     const char *customer = cv_http_query(req, "customer_id");
+    const struct cv_http_principal *who = cv_http_principal(req);
+    if (who && customer && strcmp(customer, who->sub) != 0) {
+        cv_http_reply_problem(resp, 403, NULL, "a customer lists only its own orders",
+                              "customer_id");
+        return;
+    }
+    if (who)
+        customer = who->sub;
     long limit, after;
     if (status && !order_status_valid(status)) {
         cv_http_reply_problem(resp, 400, "Bad Request", "unknown order status", "status");
@@ -365,6 +416,10 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
+    if (order_check_owner(req, resp, conn, id) < 0) {
+        cv_service_db_release(svc, conn);
+        return;
+    }
     cv_log_set_context(id, NULL);
     struct cv_db_err err;
     int found = 0;

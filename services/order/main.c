@@ -2,10 +2,10 @@
 #include "order.h"
 
 static const struct cv_http_route routes[] = {
-    {"POST", "/orders", order_http_create},
-    {"GET", "/orders", order_http_list},
-    {"GET", "/orders/{id}", order_http_get},
-    {"POST", "/orders/{id}/cancel", order_http_cancel},
+    {"POST", "/orders", order_http_create, CV_ROLE_CUSTOMER | CV_HTTP_RATE_LIMITED},
+    {"GET", "/orders", order_http_list, CV_ROLE_CUSTOMER},
+    {"GET", "/orders/{id}", order_http_get, CV_ROLE_CUSTOMER},
+    {"POST", "/orders/{id}/cancel", order_http_cancel, CV_ROLE_CUSTOMER},
 };
 
 static const char *const consumes[] = {"inventory", "shipments", NULL};

@@ -2,10 +2,10 @@
 #include "shipping.h"
 
 static const struct cv_http_route routes[] = {
-    {"GET", "/shipments", shipping_http_list},
-    {"GET", "/shipments/{order_id}", shipping_http_get},
-    {"POST", "/shipments/{order_id}/dispatch", shipping_http_dispatch},
-    {"POST", "/shipments/{order_id}/deliver", shipping_http_deliver},
+    {"GET", "/shipments", shipping_http_list, CV_ROLE_OPERATOR},
+    {"GET", "/shipments/{order_id}", shipping_http_get, CV_ROLE_OPERATOR},
+    {"POST", "/shipments/{order_id}/dispatch", shipping_http_dispatch, CV_ROLE_OPERATOR},
+    {"POST", "/shipments/{order_id}/deliver", shipping_http_deliver, CV_ROLE_OPERATOR},
 };
 
 static const char *const consumes[] = {"orders", "inventory", NULL};

@@ -90,6 +90,9 @@ class Service:
             "DATABASE_URL": f"host={PG['host']} port={PG['port']} user={PG['user']} dbname={db}",
             "KAFKA_BOOTSTRAP_SERVERS": BROKERS,
             "LOG_LEVEL": "info",
+            # Most tests exercise the saga, not the gate: laptop mode (loopback only). The
+            # authentication tests (test_auth.py) turn it on with keys of their own.
+            "AUTH_REQUIRED": "false",
         })
         self.env.update(env or {})
         self.proc = None

@@ -34,6 +34,19 @@ def test_help_lists_the_configuration(name):
     ("audit", {"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
     ("inventory", {"INVENTORY_SEED": "perhaps"}, "INVENTORY_SEED"),
     ("order", {"KAFKA_CREATE_TOPICS": "2"}, "KAFKA_CREATE_TOPICS"),
+    ("order", {"KAFKA_SECURITY_PROTOCOL": "tls"}, "KAFKA_SECURITY_PROTOCOL"),
+    ("audit", {"KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_PASSWORD": "x"},
+     "KAFKA_SASL_USERNAME"),
+    ("shipping", {"KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "shipping"},
+     "KAFKA_SASL_PASSWORD"),
+    ("inventory", {"KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "inventory",
+                   "KAFKA_SASL_PASSWORD_FILE": "/nonexistent/password"},
+     "KAFKA_SASL_PASSWORD_FILE"),
+    ("order", {"KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "order",
+               "KAFKA_SASL_PASSWORD": "x", "KAFKA_SASL_MECHANISM": "GSSAPI"},
+     "KAFKA_SASL_MECHANISM"),
+    ("audit", {"KAFKA_SSL_CA_LOCATION": "/etc/ssl/certs/ca.pem"}, "KAFKA_SSL_"),
+    ("order", {"DB_SSLMODE": "maybe"}, "DB_SSLMODE"),
 ])
 def test_bad_configuration_stops_with_one_line(name, env, variable):
     r = run(name, env=env)

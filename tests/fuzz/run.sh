@@ -21,7 +21,7 @@ out=${FUZZ_BUILD:-build-fuzz}
 read -r -a harnesses <<<"${FUZZ_ONLY:-avro_decode order_request traceparent canonical}"
 read -r -a extra_args <<<"${FUZZ_ARGS:-}"
 jobs_max=$(nproc 2>/dev/null || echo 2)
-pkgs=(rdkafka avro-c libmicrohttpd jansson libpq)
+pkgs=(rdkafka avro-c libmicrohttpd jansson libpq libcurl libcrypto)
 
 if ! command -v "$cc" >/dev/null; then
     echo "fuzz: $cc not found (clang with libFuzzer is needed)" >&2

@@ -4,10 +4,11 @@
 set -euo pipefail
 
 packages=(
-    build-essential pkg-config
+    build-essential pkg-config libssl-dev
     librdkafka-dev libavro-dev libmicrohttpd-dev libjansson-dev libpq-dev check
     kcat postgresql-client maven default-jdk-headless wrk libcurl4-openssl-dev
-    python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml
+    python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml python3-jwt
+    python3-cryptography
     clang libclang-rt-14-dev clang-tidy cppcheck shellcheck yamllint docker-compose debootstrap
 )
 

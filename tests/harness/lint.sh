@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 BUILD=${BUILD:-build}
 
 mapfile -t sources < <(git ls-files 'common/src/*.c' 'common/tools/*.c' 'services/*/*.c')
-read -r -a pkg_cflags <<<"$(pkg-config --cflags rdkafka avro-c libmicrohttpd jansson libpq libcurl)"
+read -r -a pkg_cflags <<<"$(pkg-config --cflags rdkafka avro-c libmicrohttpd jansson libpq libcurl \
+    libcrypto)"
 flags=(-std=c11 -D_GNU_SOURCE -Icommon/include -I"$BUILD/gen" "${pkg_cflags[@]}")
 
 status=0

@@ -7,6 +7,10 @@
 #   env          every variable set for a service (docker-compose.yml, each rendered
 #                kustomization, the image's Dockerfile) is one its --help documents, with a
 #                valid literal value, and none it requires is missing (tests/static/check_env.py)
+#   policy       each rendered kustomization: every workload non-root, read-only root
+#                filesystem, no privilege escalation, capabilities dropped, CPU and memory
+#                limits; a NetworkPolicy governs every pod's ingress and egress; the Ingress
+#                exposes only /orders (tests/static/check_policy.py)
 #   scripts      `shellcheck -x` (sourced files followed, from the repository root) on every
 #                *.sh of the repository (tracked, or untracked and not ignored)
 #   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker, .ci and
@@ -54,6 +58,12 @@ for d in deploy/k8s/overlays/*/; do
 done
 for k in "${kustomizations[@]}"; do
     check "kustomize: $k" kubectl kustomize "$k" -o /dev/null
+done
+
+check "policy: the check catches weakened manifests" \
+    /usr/bin/python3 tests/static/check_policy.py --self-test deploy/k8s/base
+for k in "${kustomizations[@]}"; do
+    check "policy: $k" /usr/bin/python3 tests/static/check_policy.py "$k"
 done
 
 check "env: docker-compose.yml" /usr/bin/python3 tests/static/check_env.py compose docker-compose.yml

@@ -162,15 +162,15 @@ static void park(struct cv_http_request *req, struct cv_http_response *resp, voi
 }
 
 static const struct cv_http_route routes[] = {
-    {"GET", "/orders/{id}", get_order},
-    {"GET", "/wait/{ms}", wait_ms},
-    {"GET", "/park", park},
-    {"GET", "/hold", hold},
-    {"POST", "/orders", post_order},
-    {"POST", "/orders/{id}/cancel", cancel_order},
-    {"DELETE", "/orders/{id}", forgetful},
-    {"POST", "/echo", echo_length},
-    {"GET", "/slow", slow},
+    {"GET", "/orders/{id}", get_order, CV_HTTP_OPEN},
+    {"GET", "/wait/{ms}", wait_ms, CV_HTTP_OPEN},
+    {"GET", "/park", park, CV_HTTP_OPEN},
+    {"GET", "/hold", hold, CV_HTTP_OPEN},
+    {"POST", "/orders", post_order, CV_HTTP_OPEN},
+    {"POST", "/orders/{id}/cancel", cancel_order, CV_HTTP_OPEN},
+    {"DELETE", "/orders/{id}", forgetful, CV_HTTP_OPEN},
+    {"POST", "/echo", echo_length, CV_HTTP_OPEN},
+    {"GET", "/slow", slow, CV_HTTP_OPEN},
 };
 
 static struct app app;
@@ -833,11 +833,19 @@ START_TEST(test_bad_configuration)
 {
     char errstr[256];
     struct cv_http_config cfg = {.bind_address = "127.0.0.1"};
-    static const struct cv_http_route broken[] = {{"GET", "/orders/{id", get_order}};
+    static const struct cv_http_route broken[] = {{"GET", "/orders/{id", get_order, CV_HTTP_OPEN}};
     ck_assert_ptr_null(cv_http_server_new(&cfg, broken, 1, NULL, NULL, errstr, sizeof(errstr)));
     ck_assert_str_eq(errstr, "route /orders/{id: a parameter must be a whole segment like {id}");
-    static const struct cv_http_route relative[] = {{"GET", "orders", get_order}};
+    static const struct cv_http_route relative[] = {{"GET", "orders", get_order, CV_HTTP_OPEN}};
     ck_assert_ptr_null(cv_http_server_new(&cfg, relative, 1, NULL, NULL, errstr, sizeof(errstr)));
+    /* A route must say who may call it: no access stated is not "open". */
+    static const struct cv_http_route unstated[] = {{"GET", "/orders/{id}", get_order, 0}};
+    ck_assert_ptr_null(cv_http_server_new(&cfg, unstated, 1, NULL, NULL, errstr, sizeof(errstr)));
+    ck_assert_str_eq(errstr,
+                     "http: route GET /orders/{id} states no access (CV_HTTP_OPEN or roles)");
+    static const struct cv_http_route rate_only[] = {
+        {"POST", "/orders", post_order, CV_HTTP_RATE_LIMITED}};
+    ck_assert_ptr_null(cv_http_server_new(&cfg, rate_only, 1, NULL, NULL, errstr, sizeof(errstr)));
 
     cfg.bind_address = "::zz";
     ck_assert_ptr_null(cv_http_server_new(&cfg, routes, 1, NULL, NULL, errstr, sizeof(errstr)));

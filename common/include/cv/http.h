@@ -16,11 +16,32 @@ struct cv_http_response; /* status, headers, body; filled by the handler */
 typedef void (*cv_http_handler)(struct cv_http_request *req, struct cv_http_response *resp,
                                 void *app);
 
+/* Who may call a route (cv_http_route.access): CV_HTTP_OPEN, or the roles any one of which
+ * lets a bearer token through (403 otherwise), optionally with CV_HTTP_RATE_LIMITED. 0 is not a
+ * valid access: cv_http_server_new refuses a route that does not state one. */
+enum {
+    CV_ROLE_CUSTOMER = 1 << 0, /* places, reads, lists and cancels its own orders (sub) */
+    CV_ROLE_OPERATOR = 1 << 1, /* adjusts stock, dispatches and delivers shipments */
+    CV_ROLE_AUDITOR = 1 << 2,  /* reads the audit record */
+    CV_ROLES_ANY = CV_ROLE_CUSTOMER | CV_ROLE_OPERATOR | CV_ROLE_AUDITOR,
+    CV_HTTP_OPEN = 1 << 8,         /* no token needed (the built-in probes and /metrics) */
+    CV_HTTP_RATE_LIMITED = 1 << 9, /* also counted against the caller's rate limit (429) */
+};
+
 struct cv_http_route {
     const char *method;  /* "GET", "POST", ...; a GET route also answers HEAD */
     const char *pattern; /* "/orders/{id}/cancel": {name} matches one non-empty segment */
     cv_http_handler handler;
+    unsigned access;     /* CV_HTTP_OPEN or CV_ROLE_* bits (| CV_HTTP_RATE_LIMITED) */
 };
+
+/* The authenticated caller of a request (cv_http_principal). */
+struct cv_http_principal {
+    const char *sub; /* the token's subject: a customer's customer_id */
+    unsigned roles;  /* CV_ROLE_* */
+};
+
+struct cv_http_auth; /* token verification and rate limits: cv/http_auth.h */
 
 /* Returns 1 when ready, or 0 with the reason in reason (e.g. "database unreachable"). Called on
  * a server thread for every GET /readyz, or, with ready_cache_ms, on a thread of its own. */
@@ -44,6 +65,11 @@ struct cv_http_config {
                                       this many ms and /readyz answers its last result at once;
                                       0: /readyz calls it */
     size_t max_body_bytes;         /* request bodies beyond get 413 (default 1 MiB) */
+    size_t max_header_bytes;       /* per-connection buffer for the request line and headers;
+                                      larger headers get 431 (default 64 KiB) */
+    /* Borrowed, must outlive the server. NULL: authentication off, every route open and
+     * cv_http_principal NULL (laptop mode, the caller binds to loopback). */
+    struct cv_http_auth *auth;
     /* Optional, run around every app route's handler on its thread (not the built-ins): set up
      * and clear per-request context such as the trace; before may add response headers. */
     cv_http_handler before;
@@ -99,6 +125,10 @@ void cv_http_set_state(struct cv_http_request *req, void *state, void (*free_fn)
 void *cv_http_state(const struct cv_http_request *req);
 /* Nonzero once the server is draining (shutdown began): a waiting handler answers now. */
 int cv_http_draining(const struct cv_http_request *req);
+
+/* The caller authenticated by its bearer token; NULL when authentication is off or the route
+ * is open. Lives until the request completes. */
+const struct cv_http_principal *cv_http_principal(const struct cv_http_request *req);
 
 /* Request accessors. Strings borrow from the request and live until the handler returns. */
 const char *cv_http_method(const struct cv_http_request *req);

@@ -63,6 +63,28 @@ int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void 
 size_t cv_kafka_wait(struct cv_kafka_producer *p, struct cv_kafka_delivery *dlv, size_t n,
                      int timeout_ms, const volatile int *stop);
 
+/* TLS and SASL of a client, as librdkafka properties for the extra of cv_kafka_producer_new
+ * and cv_kafka_consumer_new (name, value pairs, NULL-terminated). */
+struct cv_kafka_security {
+    const char *props[16];
+    char *password; /* read from KAFKA_SASL_PASSWORD_FILE; owned, wiped when freed */
+};
+
+/* A setting's value by name: "" or NULL when unset. */
+typedef const char *(*cv_kafka_setting_fn)(const char *name, void *arg);
+
+/* Fills sec from the settings KAFKA_SECURITY_PROTOCOL (plaintext, ssl, sasl_plaintext,
+ * sasl_ssl; default plaintext), KAFKA_SASL_MECHANISM (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN;
+ * default SCRAM-SHA-512), KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD or
+ * KAFKA_SASL_PASSWORD_FILE (its first line), KAFKA_SSL_CA_LOCATION,
+ * KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION, read through get(name, arg).
+ * The props borrow the strings get returns (they must outlive sec) and sec->password.
+ * Returns 0, or -1 with one line in errstr naming the variable (never a password's value). */
+int cv_kafka_security_init(struct cv_kafka_security *sec, cv_kafka_setting_fn get, void *arg,
+                           char *errstr, size_t errstr_size);
+/* Wipes and frees a password read from a file. */
+void cv_kafka_security_free(struct cv_kafka_security *sec);
+
 /* 1 if a broker answered a metadata request within timeout_ms. */
 int cv_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
 
