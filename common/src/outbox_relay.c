@@ -334,25 +334,49 @@ struct round {
     int n;                         /* rows selected */
     int produced;                  /* rows handed to the producer (a prefix of rows) */
     int transient;                 /* a transient failure ended the round early */
-    char last_id[24];              /* id of the last row selected: the next round starts after */
 };
 
-/* Selects up to batch_size rows after after_id ("0": from the start) and produces them. Returns
- * the number of rows found, or -1 on a database error. Rows the broker can never take are
- * marked for quarantine; a transient failure ends the round early (the rows from there are
- * produced again by a later round, in order). */
-static int round_produce(struct cv_outbox_relay *relay, const char *after_id, struct round *rd)
+/* The ids of the round's rows as a PostgreSQL array literal; the caller frees it. */
+static char *round_ids(const struct round *rd)
+{
+    size_t cap = (size_t)rd->n * 21 + 3;
+    char *ids = malloc(cap);
+    if (!ids)
+        return NULL;
+    size_t pos = 0;
+    ids[pos++] = '{';
+    for (int i = 0; i < rd->n; i++)
+        pos += (size_t)snprintf(ids + pos, cap - pos, "%s%s", i ? "," : "", rd->rows[i].id);
+    ids[pos++] = '}';
+    ids[pos] = '\0';
+    return ids;
+}
+
+/* Selects up to batch_size rows, oldest first, other than those of the round in flight, and
+ * produces them. Not "after the last id in flight": a transaction that took a lower id may
+ * commit later, and its row must not wait for the stream to pause. Returns the number of rows
+ * found, or -1 on a database error. Rows the broker can never take are marked for quarantine;
+ * a transient failure ends the round early (the rows from there are produced again by a later
+ * round, in order). */
+static int round_produce(struct cv_outbox_relay *relay, const struct round *in_flight,
+                         struct round *rd)
 {
     memset(rd, 0, sizeof(*rd));
     struct cv_db_err err;
     char limit[16];
     snprintf(limit, sizeof(limit), "%u", relay->batch_size);
-    const char *params[] = {limit, after_id};
+    char *skip = round_ids(in_flight);
+    if (!skip) {
+        cv_log_warn("outbox relay: out of memory");
+        return -1;
+    }
+    const char *params[] = {limit, skip};
     PGresult *res = cv_db_query(relay->conn,
                                 "SELECT id, topic, key, value, headers,"
                                 " (extract(epoch FROM created_at) * 1000)::bigint FROM outbox"
-                                " WHERE id > $2::bigint ORDER BY id LIMIT $1",
+                                " WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1",
                                 2, params, &err);
+    free(skip);
     if (!res) {
         cv_log_warn("outbox relay: select: %s", err.msg);
         return -1;
@@ -378,7 +402,6 @@ static int round_produce(struct cv_outbox_relay *relay, const char *after_id, st
     rd->rows = rows;
     rd->dlv = dlv;
     rd->n = n;
-    snprintf(rd->last_id, sizeof(rd->last_id), "%s", rows[n - 1].id);
     int64_t picked_ms = cv_now_ms();
     for (int i = 0; i < n; i++)
         cv_stage_observe(CV_STAGE_OUTBOX_TO_RELAY, rows[i].created_ms, picked_ms);
@@ -475,7 +498,7 @@ static int round_settle(struct cv_outbox_relay *relay, struct round *rd)
 static int publish_step(struct cv_outbox_relay *relay, struct round *prev)
 {
     struct round cur;
-    int n = round_produce(relay, prev->n ? prev->last_id : "0", &cur);
+    int n = round_produce(relay, prev, &cur);
     int settled = round_settle(relay, prev);
     if (n < 0 || settled != 0) {
         /* A database error, or rows of prev to retry: finish this round too, so that the next
