@@ -69,7 +69,7 @@ static const struct {
      "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2}],'reason': 'order cancelled'}"},
     {"StockAdjusted",
      "{" META("inventory-service", "null") "'sku': 'SKU-RED-MUG', 'name': 'Red mug', 'available': "
-                                           "40, 'previous_available': 12}"},
+                                           "40, 'previous_available': 12, 'reason': 'received purchase order 4711'}"},
     {"ShipmentScheduled", "{" META("shipping-service", CAUSE) ORDER
      "'carrier': 'Colissimo', 'tracking_number': '6A12345678901', 'eta': 1717502400000}"},
     {"ShipmentCancelled", "{" META("shipping-service", CAUSE) ORDER "'reason': 'stock rejected'}"},
@@ -78,6 +78,10 @@ static const struct {
      "'SKU-TEA-500G', 'quantity': 1}]}"},
     {"ShipmentDelivered",
      "{" META("shipping-service", "null") ORDER "'tracking_number': '6A12345678901'}"},
+    {"OrderCancellationRequested",
+     "{" META("order-service", "null") ORDER "'reason': 'cancelled by customer'}"},
+    {"ShipmentCancellationRefused", "{" META("shipping-service", CAUSE) ORDER
+     "'status': 'DISPATCHED', 'reason': 'already dispatched'}"},
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 
