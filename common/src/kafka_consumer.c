@@ -19,6 +19,14 @@ static void log_partitions(const char *what, const rd_kafka_topic_partition_list
     cv_log_info("kafka consumer: %s %d partition(s): %s", what, parts->cnt, buf);
 }
 
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        cv_log_warn("kafka consumer: commit: %s (the records may be redelivered and skipped)",
+                    rd_kafka_err2str(err));
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -86,6 +94,7 @@ struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char 
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
     struct cv_kafka_consumer *c = calloc(1, sizeof(*c));
     if (!c) {
         rd_kafka_conf_destroy(conf);
@@ -171,7 +180,10 @@ int cv_kafka_consumer_store(struct cv_kafka_consumer *c, const rd_kafka_message_
 
 int cv_kafka_consumer_commit(struct cv_kafka_consumer *c, char *errstr, size_t errstr_size)
 {
-    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+    /* Asynchronous: waiting for the broker's answer cost as much as applying the batch under
+     * load (docs/performance.md). A commit that fails is covered by the next one, and by the
+     * synchronous commit on revoke; what a lost commit redelivers, deduplication skips. */
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 1);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         snprintf(errstr, errstr_size, "commit: %s", rd_kafka_err2str(err));
         return -1;

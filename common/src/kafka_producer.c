@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cv/log.h"
+#include "cv/util.h"
 #include "kafka_int.h"
 
 struct cv_kafka_producer {
@@ -21,6 +22,7 @@ static void delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     dlv->err = msg->err;
     dlv->partition = msg->partition;
     dlv->offset = msg->offset;
+    dlv->done_ms = cv_now_ms();
     dlv->done = 1;
 }
 
@@ -34,7 +36,7 @@ struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char 
     snprintf(max_bytes, sizeof(max_bytes), "%d", CV_KAFKA_MESSAGE_MAX_BYTES);
     const char *const defaults[] = {
         "enable.idempotence", "true", "acks", "all", "max.in.flight.requests.per.connection",
-        "5", "message.timeout.ms", "0", "linger.ms", "5", "socket.keepalive.enable", "true",
+        "5", "message.timeout.ms", "0", "linger.ms", "0", "socket.keepalive.enable", "true",
         "message.max.bytes", max_bytes, NULL};
     rd_kafka_conf_t *conf =
         cv_kafka_conf_new(brokers, client_id, defaults, extra, errstr, errstr_size);

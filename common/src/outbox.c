@@ -51,14 +51,15 @@ int cv_outbox_add(PGconn *conn, const char *topic, const void *key, size_t key_l
     const char *params[] = {topic, key, value, hdrs};
     int lengths[] = {0, (int)key_len, (int)value_len, 0};
     int formats[] = {0, 1, 1, 0};
+    /* The insert and the relay's wake-up in one round trip: PostgreSQL folds the identical
+     * notifications of one transaction into one, delivered at commit. */
     PGresult *res = cv_db_query_binary(conn,
-                                       "INSERT INTO outbox (topic, key, value, headers)"
-                                       " VALUES ($1, $2, $3, $4::jsonb)",
+                                       "WITH ins AS (INSERT INTO outbox (topic, key, value,"
+                                       " headers) VALUES ($1, $2, $3, $4::jsonb) RETURNING id)"
+                                       " SELECT pg_notify('" NOTIFY_CHANNEL "', '') FROM ins",
                                        4, params, lengths, formats, err);
     free(hdrs);
     int rc = res ? 0 : -1;
     PQclear(res);
-    if (rc == 0)
-        rc = cv_db_exec(conn, "NOTIFY " NOTIFY_CHANNEL, 0, NULL, err);
     return rc;
 }

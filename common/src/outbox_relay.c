@@ -13,6 +13,8 @@
 #include "cv/log.h"
 #include "cv/metrics.h"
 #include "cv/outbox.h"
+#include "cv/stages.h"
+#include "cv/util.h"
 #include "outbox_int.h"
 
 /* Advisory lock id of the active relay; each service has its own database. */
@@ -45,6 +47,8 @@ struct row {
     unsigned char **header_bufs; /* decoded hex values */
     unsigned char **name_bufs;   /* decoded hex names */
     const char *quarantine;      /* why the broker can never take this row, or NULL */
+    int64_t created_ms;          /* the row's created_at */
+    int64_t produced_ms;         /* when it was handed to the producer */
 };
 
 static void row_free(struct row *r)
@@ -122,6 +126,18 @@ static void relay_sleep(struct cv_outbox_relay *relay, int ms)
 /* Waits up to ms for a NOTIFY on the relay's connection. -1 if the connection broke. */
 static int wait_notify(struct cv_outbox_relay *relay, int ms)
 {
+    /* A NOTIFY that arrived while the last round's queries ran is already in libpq's buffer,
+     * not on the socket: polling would sleep through it for the whole timeout. */
+    if (!PQconsumeInput(relay->conn))
+        return -1;
+    int queued = 0;
+    PGnotify *q;
+    while ((q = PQnotifies(relay->conn)) != NULL) {
+        queued = 1;
+        PQfreemem(q);
+    }
+    if (queued)
+        return 0;
     struct pollfd pfd = {.fd = PQsocket(relay->conn), .events = POLLIN};
     for (int waited = 0; waited < ms && !relay->stop; waited += 100) {
         int rc = poll(&pfd, 1, 100);
@@ -309,19 +325,58 @@ static int producer_fatal(struct cv_outbox_relay *relay)
     return 1;
 }
 
-/* Publishes one batch. Returns the number of rows found, or -1 on a database error. Rows the
- * broker can never take are quarantined; a transient failure ends the round early (the rows
- * from there are produced again next round, in order). */
-static int publish_batch(struct cv_outbox_relay *relay)
+/* One round of rows: selected, handed to the producer, settled once acknowledged. The relay
+ * keeps two rounds going: the next one is selected and produced while the broker acknowledges
+ * the previous one (docs/performance.md). */
+struct round {
+    struct row *rows;
+    struct cv_kafka_delivery *dlv; /* filled by delivery reports: valid until settled */
+    int n;                         /* rows selected */
+    int produced;                  /* rows handed to the producer (a prefix of rows) */
+    int transient;                 /* a transient failure ended the round early */
+};
+
+/* The ids of the round's rows as a PostgreSQL array literal; the caller frees it. */
+static char *round_ids(const struct round *rd)
 {
+    size_t cap = (size_t)rd->n * 21 + 3;
+    char *ids = malloc(cap);
+    if (!ids)
+        return NULL;
+    size_t pos = 0;
+    ids[pos++] = '{';
+    for (int i = 0; i < rd->n; i++)
+        pos += (size_t)snprintf(ids + pos, cap - pos, "%s%s", i ? "," : "", rd->rows[i].id);
+    ids[pos++] = '}';
+    ids[pos] = '\0';
+    return ids;
+}
+
+/* Selects up to batch_size rows, oldest first, other than those of the round in flight, and
+ * produces them. Not "after the last id in flight": a transaction that took a lower id may
+ * commit later, and its row must not wait for the stream to pause. Returns the number of rows
+ * found, or -1 on a database error. Rows the broker can never take are marked for quarantine;
+ * a transient failure ends the round early (the rows from there are produced again by a later
+ * round, in order). */
+static int round_produce(struct cv_outbox_relay *relay, const struct round *in_flight,
+                         struct round *rd)
+{
+    memset(rd, 0, sizeof(*rd));
     struct cv_db_err err;
     char limit[16];
     snprintf(limit, sizeof(limit), "%u", relay->batch_size);
-    const char *params[] = {limit};
+    char *skip = round_ids(in_flight);
+    if (!skip) {
+        cv_log_warn("outbox relay: out of memory");
+        return -1;
+    }
+    const char *params[] = {limit, skip};
     PGresult *res = cv_db_query(relay->conn,
-                                "SELECT id, topic, key, value, headers FROM outbox"
-                                " ORDER BY id LIMIT $1",
-                                1, params, &err);
+                                "SELECT id, topic, key, value, headers,"
+                                " (extract(epoch FROM created_at) * 1000)::bigint FROM outbox"
+                                " WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1",
+                                2, params, &err);
+    free(skip);
     if (!res) {
         cv_log_warn("outbox relay: select: %s", err.msg);
         return -1;
@@ -341,8 +396,15 @@ static int publish_batch(struct cv_outbox_relay *relay)
             r->key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &r->key_len);
         r->value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &r->value_len);
         row_parse_headers(r, PQgetvalue(res, i, 4));
+        r->created_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
     }
     PQclear(res);
+    rd->rows = rows;
+    rd->dlv = dlv;
+    rd->n = n;
+    int64_t picked_ms = cv_now_ms();
+    for (int i = 0; i < n; i++)
+        cv_stage_observe(CV_STAGE_OUTBOX_TO_RELAY, rows[i].created_ms, picked_ms);
 
     int produced = 0, transient = 0;
     for (; produced < n && !relay->stop && !transient; produced++) {
@@ -360,6 +422,7 @@ static int publish_batch(struct cv_outbox_relay *relay)
             transient = 1;
             break;
         }
+        r->produced_ms = cv_now_ms();
         while (cv_kafka_produce(relay->producer, r->topic, r->key, r->key_len, r->value,
                                 r->value_len, r->headers, r->nheaders, &dlv[produced], errstr,
                                 sizeof(errstr)) < 0) {
@@ -384,6 +447,21 @@ static int publish_batch(struct cv_outbox_relay *relay)
         if (relay->stop || transient)
             break;
     }
+    rd->produced = produced;
+    rd->transient = transient;
+    return n;
+}
+
+/* Waits for the round's deliveries, deletes the delivered rows, quarantines those the broker
+ * can never take, and frees the round. Returns -1 on a database error, 1 if rows are left to
+ * retry (failed or not produced), else 0. */
+static int round_settle(struct cv_outbox_relay *relay, struct round *rd)
+{
+    if (rd->n == 0)
+        return 0;
+    struct row *rows = rd->rows;
+    struct cv_kafka_delivery *dlv = rd->dlv;
+    int produced = rd->produced;
     /* Deliveries never expire (message.timeout.ms=0): wait while the broker is away. On stop,
      * give what is in flight a few more seconds, then leave the rest in the outbox. */
     size_t pending = cv_kafka_wait(relay->producer, dlv, (size_t)produced, 1 << 30, &relay->stop);
@@ -391,6 +469,8 @@ static int publish_batch(struct cv_outbox_relay *relay)
         cv_kafka_wait(relay->producer, dlv, (size_t)produced, 5000, NULL);
     int failed = 0;
     for (int i = 0; i < produced; i++) {
+        if (dlv[i].done && !dlv[i].err && !rows[i].quarantine)
+            cv_stage_observe(CV_STAGE_PRODUCE_TO_ACK, rows[i].produced_ms, dlv[i].done_ms);
         if (!dlv[i].done || !dlv[i].err || rows[i].quarantine)
             continue;
         if (cv_kafka_err_permanent(dlv[i].err)) {
@@ -403,18 +483,45 @@ static int publish_batch(struct cv_outbox_relay *relay)
     }
     producer_fatal(relay);
     int rc = settle_rows(relay, rows, dlv, produced);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < rd->n; i++)
         row_free(&rows[i]);
     free(rows);
     free(dlv);
-    if (failed || transient)
+    int retry = failed || rd->transient || produced < rd->n;
+    memset(rd, 0, sizeof(*rd));
+    return rc < 0 ? -1 : retry;
+}
+
+/* One step of publishing: produces the round after prev while prev is being acknowledged, then
+ * settles prev. The new round becomes prev. Returns the number of rows the new round found, or
+ * -1 on a database error (both rounds settled then). */
+static int publish_step(struct cv_outbox_relay *relay, struct round *prev)
+{
+    struct round cur;
+    int n = round_produce(relay, prev, &cur);
+    int settled = round_settle(relay, prev);
+    if (n < 0 || settled != 0) {
+        /* A database error, or rows of prev to retry: finish this round too, so that the next
+         * one starts again from the oldest row left, in order. */
+        int rc = n < 0 ? -1 : round_settle(relay, &cur);
+        if (n < 0 || settled < 0 || rc < 0)
+            return -1;
         relay_sleep(relay, 1000); /* failed rows stay and are tried again */
-    return rc < 0 ? -1 : n;
+        return n;
+    }
+    *prev = cur;
+    if (cur.n > 0 && (cur.transient || cur.produced < cur.n)) {
+        if (round_settle(relay, prev) < 0)
+            return -1;
+        relay_sleep(relay, 1000);
+    }
+    return n;
 }
 
 static void *relay_main(void *arg)
 {
     struct cv_outbox_relay *relay = arg;
+    struct round prev = {0}; /* produced, not settled yet */
     int backoff = 100;
     while (!relay->stop && !producer_fatal(relay)) {
         if (!relay->conn && relay_connect(relay) < 0) {
@@ -436,7 +543,7 @@ static void *relay_main(void *arg)
                 continue;
             }
         }
-        int n = publish_batch(relay);
+        int n = publish_step(relay, &prev);
         if (n < 0) {
             relay_disconnect(relay);
             relay_sleep(relay, backoff);
@@ -444,11 +551,14 @@ static void *relay_main(void *arg)
             continue;
         }
         backoff = 100;
-        /* A full batch means more may be waiting; otherwise sleep until notified. The timeout
-         * also catches rows committed while the connection was being re-established. */
-        if ((unsigned)n < relay->batch_size && wait_notify(relay, 1000) < 0)
+        /* Rows found: look for more at once (that also settles them). None: sleep until
+         * notified. The timeout also catches rows committed while the connection was being
+         * re-established. */
+        if (n == 0 && wait_notify(relay, 1000) < 0)
             relay_disconnect(relay);
     }
+    if (prev.n > 0 && relay->conn)
+        round_settle(relay, &prev);
     relay_disconnect(relay);
     return NULL;
 }

@@ -94,6 +94,14 @@ static struct cv_config_var common_vars[] = {
      "Consumer partition assignment: roundrobin or range (eager), or cooperative-sticky "
      "(broken with manual commits before librdkafka 2.10: see docs/kafka-version.md)",
      CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_LINGER_MS", "0",
+     "Producer linger.ms: how long the relay's producer waits to fill a batch before sending "
+     "(docs/performance.md)",
+     CV_CONFIG_INT, 0, 1000},
+    {"KAFKA_FETCH_WAIT_MAX_MS", "100",
+     "Consumer fetch.wait.max.ms: how long the broker holds a fetch that has no data yet "
+     "(docs/performance.md)",
+     CV_CONFIG_INT, 1, 10000},
     {"KAFKA_CREATE_TOPICS", "true",
      "Create the topics this service produces to (and its dead-letter topic) if missing",
      CV_CONFIG_BOOL, 0, 0},
@@ -398,9 +406,14 @@ static int setup_producer(struct cv_service *svc)
     char errstr[512];
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-producer", svc->def->name);
+    char linger[16];
+    snprintf(linger, sizeof(linger), "%ld", cv_config_int(svc->cfg, "KAFKA_LINGER_MS"));
+    const char *extra[2 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
+        "linger.ms", linger};
+    for (size_t i = 0; svc->kafka_sec.props[i]; i++) /* TLS and SASL */
+        extra[2 + i] = svc->kafka_sec.props[i];
     svc->producer = cv_kafka_producer_new(cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS"),
-                                          client_id, svc->kafka_sec.props, errstr,
-                                          sizeof(errstr));
+                                          client_id, extra, errstr, sizeof(errstr));
     if (!svc->producer) {
         cv_log_error("kafka producer: %s", errstr);
         return -1;

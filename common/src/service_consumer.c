@@ -14,6 +14,7 @@
 #include "cv/dedup.h"
 #include "cv/log.h"
 #include "cv/metrics.h"
+#include "cv/stages.h"
 #include "cv/trace.h"
 #include "cv/util.h"
 #include "service_int.h"
@@ -326,11 +327,16 @@ static int resolve_pending(struct cv_service *svc, struct decoded *batch, size_t
     return 0;
 }
 
-static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, size_t n)
+/* fetched_ms: wall clock when the poll returned the batch, for the per-hop histograms. */
+static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, size_t n,
+                          int64_t fetched_ms)
 {
     struct decoded *batch = calloc(n, sizeof(*batch));
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         decode_record(svc, &batch[i], msgs[i]);
+        if (batch[i].ev.timestamp_ms > 0)
+            cv_stage_observe(CV_STAGE_PRODUCE_TO_FETCH, batch[i].ev.timestamp_ms, fetched_ms);
+    }
 
     int64_t started = cv_monotonic_ms();
     int backoff = 100;
@@ -356,11 +362,14 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
         cv_sleep_ms(backoff, &svc->stop);
         backoff = backoff < 5000 ? backoff * 2 : 5000;
     }
+    int64_t applied_ms = cv_now_ms();
+    cv_stage_observe(CV_STAGE_FETCH_TO_APPLIED, fetched_ms, applied_ms);
     for (size_t i = 0; i < n; i++)
         cv_kafka_consumer_store(svc->consumer, msgs[i]);
     char errstr[256];
     if (cv_kafka_consumer_commit(svc->consumer, errstr, sizeof(errstr)) < 0)
         cv_log_warn("consumer: %s (the records may be redelivered and skipped)", errstr);
+    cv_stage_observe(CV_STAGE_APPLIED_TO_COMMIT, applied_ms, cv_now_ms());
     cv_counter_add(cv_metrics_counter("consumer_records_total", "Records consumed and applied",
                                       NULL),
                    n);
@@ -389,7 +398,7 @@ static void *consumer_main(void *arg)
         cv_gauge_set(assigned, cv_kafka_consumer_assigned(svc->consumer));
         if (n == 0)
             continue;
-        process_batch(svc, msgs, n);
+        process_batch(svc, msgs, n, cv_now_ms());
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
     }
@@ -416,11 +425,14 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     const char *group = cv_config_str(svc->cfg, "KAFKA_GROUP_ID");
     char session[16];
     snprintf(session, sizeof(session), "%ld", cv_config_int(svc->cfg, "KAFKA_SESSION_TIMEOUT_MS"));
-    const char *extra[4 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
+    char fetch_wait[16];
+    snprintf(fetch_wait, sizeof(fetch_wait), "%ld",
+             cv_config_int(svc->cfg, "KAFKA_FETCH_WAIT_MAX_MS"));
+    const char *extra[6 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
         "session.timeout.ms", session, "partition.assignment.strategy",
-        cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY")};
+        cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"), "fetch.wait.max.ms", fetch_wait};
     for (size_t i = 0; svc->kafka_sec.props[i]; i++) /* TLS and SASL, as for the producer */
-        extra[4 + i] = svc->kafka_sec.props[i];
+        extra[6 + i] = svc->kafka_sec.props[i];
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
     char default_group[192];

@@ -12,4 +12,5 @@ BUILD=${BUILD:-build}
 
 pg_ensure || exit 1
 "$KAFKA_SH" start >/dev/null || exit 1
-/usr/bin/python3 tests/bench/bench.py "$@"
+# The last run's figures are kept for docs/performance.md to quote (BENCH_OUT to write elsewhere).
+/usr/bin/python3 -u tests/bench/bench.py "$@" | tee "${BENCH_OUT:-docs/bench-last-run.txt}"

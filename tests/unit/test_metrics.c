@@ -1,6 +1,7 @@
 /* Unit tests of the metrics registry: identity of series, the exact exposition text, a small
  * parser that checks every rendered line is valid format 0.0.4, and concurrent updates. */
 #include "cv/metrics.h"
+#include "cv/stages.h"
 
 #include <check.h>
 #include <math.h>
@@ -361,6 +362,28 @@ START_TEST(test_bad_labels_abort)
 }
 END_TEST
 
+/* A hop lands in its stage's series and bucket; a clock step backwards counts as 0, not as a
+ * negative span that no bucket holds. */
+START_TEST(test_stage_histograms)
+{
+    cv_stage_observe(CV_STAGE_PRODUCE_TO_ACK, 1000, 1004);
+    cv_stage_observe(CV_STAGE_PRODUCE_TO_ACK, 2000, 1990);
+    cv_stage_observe(CV_STAGE_COUNT, 0, 1); /* not a stage: ignored */
+    char *text = cv_metrics_render();
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(
+        text, "pipeline_stage_seconds_bucket{stage=\"produce_to_ack\",le=\"0.0005\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "pipeline_stage_seconds_bucket{stage=\"produce_to_ack\",le=\"0.003\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "pipeline_stage_seconds_bucket{stage=\"produce_to_ack\",le=\"0.005\"} 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "pipeline_stage_seconds_count{stage=\"produce_to_ack\"} 2\n"));
+    ck_assert_ptr_null(strstr(text, "stage=\"fetch_to_applied\""));
+    free(text);
+}
+END_TEST
+
 START_TEST(test_empty_render)
 {
     char *text = cv_metrics_render();
@@ -384,6 +407,7 @@ static Suite *metrics_suite(int with_misuse)
     tcase_add_test(tc, test_concurrent_updates);
     tcase_add_test(tc, test_many_series);
     tcase_add_test(tc, test_empty_render);
+    tcase_add_test(tc, test_stage_histograms);
     suite_add_tcase(s, tc);
 
     if (with_misuse) {

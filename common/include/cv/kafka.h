@@ -1,6 +1,6 @@
 /* Kafka clients on librdkafka: an idempotent producer (acks=all) whose deliveries the caller
  * waits for, and a group consumer that stores offsets only after processing, commits them
- * explicitly and commits synchronously when partitions are revoked. */
+ * explicitly (asynchronously) and commits synchronously when partitions are revoked. */
 #ifndef CV_KAFKA_H
 #define CV_KAFKA_H
 
@@ -26,6 +26,7 @@ struct cv_kafka_delivery {
     rd_kafka_resp_err_t err;
     int32_t partition;
     int64_t offset;
+    int64_t done_ms; /* wall clock when the report arrived */
 };
 
 struct cv_kafka_producer;
@@ -110,7 +111,8 @@ size_t cv_kafka_consumer_poll(struct cv_kafka_consumer *c, rd_kafka_message_t **
 /* Marks msg as processed: its offset + 1 will be committed. */
 int cv_kafka_consumer_store(struct cv_kafka_consumer *c, const rd_kafka_message_t *msg);
 
-/* Commits the stored offsets synchronously. 0, or -1 with errstr (nothing stored is fine). */
+/* Commits the stored offsets asynchronously (a failure is logged when its answer comes, and
+ * covered by the next commit). 0, or -1 with errstr if it could not be sent. */
 int cv_kafka_consumer_commit(struct cv_kafka_consumer *c, char *errstr, size_t errstr_size);
 
 /* Number of partitions currently assigned to this member. */
