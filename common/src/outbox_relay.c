@@ -31,6 +31,9 @@ struct cv_outbox_relay {
     volatile unsigned long published;
     pthread_t thread;
     char *known_topics[16]; /* topics the broker said exist */
+    long missing_topic_grace_ms;
+    char *missing_topic;      /* the topic the relay is waiting for, or NULL */
+    int64_t missing_since_ms; /* since when (monotonic) */
 };
 
 /* One outbox row decoded for publishing. */
@@ -310,6 +313,23 @@ static int topic_exists(struct cv_outbox_relay *relay, const char *topic)
     return exists;
 }
 
+/* A topic the broker says is missing may be about to appear (just created and not yet known to
+ * every broker, or the deployment's topics step still running): its rows wait, as for a broker
+ * that is away, for missing_topic_grace_ms from the first time it was found missing, and only
+ * then are they quarantined. 1 once that time is over. */
+static int missing_topic_given_up(struct cv_outbox_relay *relay, const char *topic)
+{
+    int64_t now = cv_monotonic_ms();
+    if (!relay->missing_topic || strcmp(relay->missing_topic, topic) != 0) {
+        free(relay->missing_topic);
+        relay->missing_topic = strdup(topic);
+        relay->missing_since_ms = now;
+        cv_log_warn("outbox relay: topic %s does not exist; waiting up to %ld ms for it", topic,
+                    relay->missing_topic_grace_ms);
+    }
+    return now - relay->missing_since_ms >= relay->missing_topic_grace_ms;
+}
+
 /* A fatal producer error (idempotence broken) leaves the producer unusable: only a new process
  * can go on, in order. 1 if there is one. */
 static int producer_fatal(struct cv_outbox_relay *relay)
@@ -411,6 +431,13 @@ static int round_produce(struct cv_outbox_relay *relay, const struct round *in_f
         struct row *r = &rows[produced];
         char errstr[256];
         int exists = topic_exists(relay, r->topic);
+        if (exists == 0 && !missing_topic_given_up(relay, r->topic))
+            exists = -1;
+        else if (exists == 1 && relay->missing_topic &&
+                 strcmp(relay->missing_topic, r->topic) == 0) {
+            free(relay->missing_topic);
+            relay->missing_topic = NULL;
+        }
         if (exists == 0) {
             r->quarantine = "topic does not exist";
             dlv[produced].done = 1;
@@ -565,7 +592,8 @@ static void *relay_main(void *arg)
 
 struct cv_outbox_relay *cv_outbox_relay_start(const char *conninfo,
                                               struct cv_kafka_producer *producer,
-                                              unsigned batch_size, char *errstr,
+                                              unsigned batch_size,
+                                              long missing_topic_grace_ms, char *errstr,
                                               size_t errstr_size)
 {
     struct cv_outbox_relay *relay = calloc(1, sizeof(*relay));
@@ -576,6 +604,7 @@ struct cv_outbox_relay *cv_outbox_relay_start(const char *conninfo,
     }
     relay->producer = producer;
     relay->batch_size = batch_size ? batch_size : 500;
+    relay->missing_topic_grace_ms = missing_topic_grace_ms;
     if (pthread_create(&relay->thread, NULL, relay_main, relay) != 0) {
         snprintf(errstr, errstr_size, "outbox relay: cannot start thread");
         free(relay->conninfo);
@@ -593,6 +622,7 @@ void cv_outbox_relay_stop(struct cv_outbox_relay *relay)
     pthread_join(relay->thread, NULL);
     for (size_t i = 0; i < sizeof(relay->known_topics) / sizeof(relay->known_topics[0]); i++)
         free(relay->known_topics[i]);
+    free(relay->missing_topic);
     free(relay->conninfo);
     free(relay);
 }

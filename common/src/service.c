@@ -177,6 +177,10 @@ static struct cv_config_var common_vars[] = {
     {"OUTBOX_STALL_SECONDS", "60",
      "/readyz answers 503 when the outbox is not empty and no row has left it for this long",
      CV_CONFIG_INT, 1, 86400},
+    {"OUTBOX_MISSING_TOPIC_GRACE_SECONDS", "300",
+     "Events to a topic the broker says does not exist wait this long for it (a topic just "
+     "created, or still being created by the deployment) before they are quarantined",
+     CV_CONFIG_INT, 0, 86400},
     {"PROCESSED_EVENTS_RETENTION_HOURS", "336",
      "Processed event ids (and idempotency keys) are purged after this many hours; must exceed "
      "the retention of every topic consumed (checked at start); 0 keeps them for ever",
@@ -446,7 +450,9 @@ static int setup_kafka(struct cv_service *svc)
         return -1;
     svc->relay = cv_outbox_relay_start(
         cv_config_str(svc->cfg, "DATABASE_URL"), svc->producer,
-        (unsigned)cv_config_int(svc->cfg, "OUTBOX_BATCH_SIZE"), errstr, sizeof(errstr));
+        (unsigned)cv_config_int(svc->cfg, "OUTBOX_BATCH_SIZE"),
+        cv_config_int(svc->cfg, "OUTBOX_MISSING_TOPIC_GRACE_SECONDS") * 1000, errstr,
+        sizeof(errstr));
     if (!svc->relay) {
         cv_log_error("%s", errstr);
         return -1;

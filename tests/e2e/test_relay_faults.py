@@ -9,12 +9,14 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import make_system
-from conveyor import BROKERS, PG, psql, wait_until
+from conveyor import BROKERS, PG, kcat_records, psql, wait_until
 
 
 @pytest.fixture(scope="module")
 def system(request, log_dir):
-    s = make_system(request, log_dir, {"order": {"OUTBOX_STALL_SECONDS": "3"}}).start()
+    s = make_system(request, log_dir, {"order": {"OUTBOX_STALL_SECONDS": "3",
+                                                  "OUTBOX_MISSING_TOPIC_GRACE_SECONDS": "4"}}
+                    ).start()
     yield s
     codes = s.stop()
     s.drop()
@@ -51,7 +53,28 @@ def test_rows_the_broker_cannot_take_are_quarantined_and_the_relay_goes_on(syste
     wait_until(lambda: system.order.metric("outbox_quarantine_rows") == 3, 10, 0.5,
                "the quarantine gauge")
     assert system.order.proc.poll() is None
-    assert system.order.get("/readyz").status == 200
+    # Waiting for the missing topic (4 s) outlasted OUTBOX_STALL_SECONDS (3 s): readiness said
+    # so, and comes back now that the outbox is empty.
+    wait_until(lambda: system.order.get("/readyz").status == 200, 15, 0.5, "ready again")
+
+
+def test_a_topic_that_appears_within_the_grace_gets_its_rows(system):
+    """A topic the broker does not know yet (just created, or the deployment's topics step still
+    running) is waited for: its rows are published once it exists, not quarantined."""
+    late = system.prefix + "late"
+    db = system.dbs["order"]
+    before = system.order.metric("outbox_quarantined_total")
+    psql(db, f"INSERT INTO outbox (topic, key, value) VALUES ('{late}', 'late-1', 'a'::bytea)")
+    time.sleep(1.5)
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    for f in admin.create_topics([NewTopic(late, 1, 1)]).values():
+        f.result(30)
+    wait_until(lambda: psql(db, "SELECT count(*) FROM outbox")[0][0] == "0", 30, 0.5,
+               "the row published")
+    assert [r["key"] for r in kcat_records(late)] == [b"late-1"]
+    assert system.order.metric("outbox_quarantined_total") == before
+    assert psql(db, "SELECT count(*) FROM outbox_quarantine WHERE key = 'late-1'::bytea") \
+        == [["0"]]
 
 
 def relay_waits_on_lock(db):

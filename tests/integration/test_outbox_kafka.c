@@ -123,7 +123,7 @@ START_TEST(test_relayed_event_reads_back_equal)
 
     char errstr[256];
     struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 100, errstr, sizeof(errstr));
+        cv_outbox_relay_start(conninfo, producer, 100, 0, errstr, sizeof(errstr));
     ck_assert_msg(relay != NULL, "%s", errstr);
     struct cv_kafka_consumer *c = new_consumer();
     rd_kafka_message_t *msg = NULL;
@@ -189,7 +189,7 @@ START_TEST(test_redelivered_event_applied_once)
     add_to_outbox(event, order_id);
     char errstr[256];
     struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 100, errstr, sizeof(errstr));
+        cv_outbox_relay_start(conninfo, producer, 100, 0, errstr, sizeof(errstr));
 
     /* Two consumer groups read the same record: the second is a redelivery. */
     for (int round = 0; round < 2; round++) {
@@ -218,7 +218,7 @@ START_TEST(test_broker_down_nothing_lost_order_kept)
     enum { KEYS = 8, PER_KEY = 25, TOTAL = KEYS * PER_KEY };
     char errstr[256];
     struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 50, errstr, sizeof(errstr));
+        cv_outbox_relay_start(conninfo, producer, 50, 0, errstr, sizeof(errstr));
     ck_assert_int_eq(tu_kafka_sh("stop"), 0);
 
     /* Accepted while the broker is away: committed to the outbox, waiting. */
@@ -275,12 +275,14 @@ END_TEST
 START_TEST(test_one_active_relay)
 {
     char errstr[256];
-    struct cv_outbox_relay *a = cv_outbox_relay_start(conninfo, producer, 10, errstr, sizeof(errstr));
+    struct cv_outbox_relay *a =
+        cv_outbox_relay_start(conninfo, producer, 10, 0, errstr, sizeof(errstr));
     int64_t deadline = cv_monotonic_ms() + 10000;
     while (!cv_outbox_relay_active(a) && cv_monotonic_ms() < deadline)
         cv_sleep_ms(50, NULL);
     ck_assert(cv_outbox_relay_active(a));
-    struct cv_outbox_relay *b = cv_outbox_relay_start(conninfo, producer, 10, errstr, sizeof(errstr));
+    struct cv_outbox_relay *b =
+        cv_outbox_relay_start(conninfo, producer, 10, 0, errstr, sizeof(errstr));
     cv_sleep_ms(1500, NULL);
     ck_assert(!cv_outbox_relay_active(b)); /* standby while a holds the lock */
     cv_outbox_relay_stop(a);
@@ -318,7 +320,7 @@ START_TEST(test_oversized_row_quarantined_order_kept)
     struct cv_kafka_consumer *c = new_consumer();
     char errstr[256];
     struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 100, errstr, sizeof(errstr));
+        cv_outbox_relay_start(conninfo, producer, 100, 0, errstr, sizeof(errstr));
     ck_assert_msg(relay != NULL, "%s", errstr);
     rd_kafka_message_t *msgs[2];
     size_t got = consume(c, msgs, 2, 60);
@@ -360,7 +362,7 @@ START_TEST(test_fatal_producer_error_stops_the_relay)
 {
     char errstr[256];
     struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 10, errstr, sizeof(errstr));
+        cv_outbox_relay_start(conninfo, producer, 10, 0, errstr, sizeof(errstr));
     ck_assert_msg(relay != NULL, "%s", errstr);
     int64_t deadline = cv_monotonic_ms() + 10000;
     while (!cv_outbox_relay_active(relay) && cv_monotonic_ms() < deadline)

@@ -20,10 +20,13 @@ struct cv_outbox_relay;
 
 /* Starts the relay thread: it connects to conninfo on its own connection, becomes the active
  * relay when it holds the lock, and publishes through producer (not owned; the relay is the
- * only thread that polls it). batch_size rows per round trip. NULL with errstr. */
+ * only thread that polls it). batch_size rows per round trip. Rows to a topic the broker says
+ * does not exist wait for it missing_topic_grace_ms (0: none), then are quarantined. NULL with
+ * errstr. */
 struct cv_outbox_relay *cv_outbox_relay_start(const char *conninfo,
                                               struct cv_kafka_producer *producer,
-                                              unsigned batch_size, char *errstr,
+                                              unsigned batch_size,
+                                              long missing_topic_grace_ms, char *errstr,
                                               size_t errstr_size);
 /* Stops the thread after the round in flight (waiting at most a few seconds for deliveries;
  * rows not acknowledged stay in the outbox for the next relay) and frees it. */
