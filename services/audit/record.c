@@ -79,8 +79,25 @@ static const char *header(const json_t *headers, const char *name)
 }
 
 /* The columns of one row, as text parameters (NULL = SQL NULL) except key_bytes and raw. */
-enum { P_ID, P_TYPE, P_TOPIC, P_PART, P_OFF, P_KEY, P_ORDER, P_AT, P_PRODUCER, P_HEADERS, P_DATA,
-       P_RAW, P_KEY_BYTES, P_NAMES, P_VALUES, P_ESCAPED, P_COUNT };
+enum {
+    P_ID,
+    P_TYPE,
+    P_TOPIC,
+    P_PART,
+    P_OFF,
+    P_KEY,
+    P_ORDER,
+    P_AT,
+    P_PRODUCER,
+    P_HEADERS,
+    P_DATA,
+    P_RAW,
+    P_KEY_BYTES,
+    P_NAMES,
+    P_VALUES,
+    P_ESCAPED,
+    P_COUNT
+};
 
 static int insert_row(PGconn *conn, const char *const *params, const int *lengths,
                       struct cv_db_err *err)
@@ -125,8 +142,7 @@ static int insert_unstorable(PGconn *conn, const char **params, const int *lengt
 }
 
 enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
-                                      const struct cv_event *ev, char *reason,
-                                      size_t reason_size)
+                                      const struct cv_event *ev, char *reason, size_t reason_size)
 {
     const rd_kafka_message_t *msg = ev->msg;
     rd_kafka_headers_t *hdrs = NULL;
@@ -152,11 +168,10 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
          * has no id of its own. Both are named by where they were read. */
         event_id = where;
         type = dead_letter ? "DeadLetter" : "Undecodable";
-        data = json_pack("{s:s?, s:s?, s:s?, s:s?, s:O?, s:s?}", "reason",
-                         header(headers, "dlq_reason"), "source_topic",
-                         header(headers, "dlq_topic"), "original_type", ev->type,
-                         "decode_error", ev->decode_error, "decoded", decoded, "consumer",
-                         header(headers, "dlq_consumer"));
+        data = json_pack(
+            "{s:s?, s:s?, s:s?, s:s?, s:O?, s:s?}", "reason", header(headers, "dlq_reason"),
+            "source_topic", header(headers, "dlq_topic"), "original_type", ev->type, "decode_error",
+            ev->decode_error, "decoded", decoded, "consumer", header(headers, "dlq_consumer"));
         order_id = decoded ? json_string_value(json_object_get(decoded, "order_id")) : NULL;
         producer = header(headers, "dlq_consumer");
     } else {

@@ -13,8 +13,8 @@ START_TEST(test_uuid_v4_form)
     ck_assert_uint_eq(strlen(a), 36);
     ck_assert(cv_uuid_valid(a));
     ck_assert_str_ne(a, b);
-    ck_assert_int_eq(a[14], '4');                    /* version */
-    ck_assert(strchr("89ab", a[19]) != NULL);        /* variant */
+    ck_assert_int_eq(a[14], '4');             /* version */
+    ck_assert(strchr("89ab", a[19]) != NULL); /* variant */
 }
 END_TEST
 
@@ -76,7 +76,7 @@ START_TEST(test_parse_time)
     ck_assert_int_eq(cv_parse_time("2026-11-26T13:23:42-01:00", &ms), 0);
     ck_assert_int_eq(ms, 1795703022000LL);
     ck_assert_int_eq(cv_parse_time("2026-11-26", &ms), -1);
-    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42", &ms), -1);  /* no zone */
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42", &ms), -1); /* no zone */
     ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42.Z", &ms), -1);
     ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42Zjunk", &ms), -1);
     ck_assert_int_eq(cv_parse_time("yesterday", &ms), -1);
