@@ -102,7 +102,8 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(LIB) $(wildcard tests/*.h)
 
 # Service tests include the service's .c files they test, plus its migrations.
 .SECONDEXPANSION:
-$(BUILD)/tests/services/%: tests/services/%.c $(LIB) \
+$(BUILD)/tests/services/%: tests/services/%.c $(LIB) $(wildcard tests/*.h tests/services/*.h) \
+		$$(wildcard services/$$(firstword $$(subst /, ,$$*))/*.[ch]) \
 		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_migrations.o \
 		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_seed.o
 	@mkdir -p $(dir $@)

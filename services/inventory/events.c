@@ -1,12 +1,17 @@
 /* Inventory's reactions to orders and shipments. A reservation row per order records what was
  * decided, so every event is applied at most once per order whatever arrives twice or late:
- * an order is reserved or rejected once, released only while reserved, shipped only while
- * reserved. Stock rows are locked in SKU order, so concurrent reservations cannot deadlock
- * on each other within one transaction. */
+ * an order is reserved or rejected once (INSERT ... ON CONFLICT DO NOTHING: a replica that
+ * lost the race changes nothing), released only while reserved, shipped only while reserved
+ * (UPDATE ... WHERE status = 'RESERVED'), and stock moves only when that row changed.
+ * The reservation is released when the SHIPMENT is cancelled, not when the order asks: only
+ * shipping knows whether the goods have left, so goods on a truck never count as available.
+ * Stock rows are locked in SKU order, so concurrent reservations cannot deadlock on each other
+ * within one transaction. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cv/event.h"
 #include "cv/log.h"
 #include "cv/util.h"
 #include "inventory.h"
@@ -47,38 +52,63 @@ static json_t *items_by_sku(const json_t *items)
     return out;
 }
 
-/* The reservation's status for order_id, "" if none, into status (16 bytes). */
+/* The reservation's status for order_id, "" if none, into status (16 bytes); locks the row. */
 static int reservation_status(PGconn *conn, const char *order_id, char status[16],
-                              json_t **items, struct cv_db_err *err)
+                              struct cv_db_err *err)
 {
     const char *params[] = {order_id};
     PGresult *res = cv_db_query(
-        conn, "SELECT status, items::text FROM reservations WHERE order_id = $1 FOR UPDATE", 1,
-        params, err);
+        conn, "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE", 1, params, err);
     if (!res)
         return -1;
     status[0] = '\0';
-    if (PQntuples(res) == 1) {
+    if (PQntuples(res) == 1)
         snprintf(status, 16, "%s", PQgetvalue(res, 0, 0));
-        if (items)
-            *items = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-    }
     PQclear(res);
     return 0;
 }
 
-static int record_reservation(PGconn *conn, const char *order_id, const char *status,
-                              const json_t *items, struct cv_db_err *err)
+/* Records the first decision for order_id; 1 if this call made it, 0 if one existed (made by
+ * another replica meanwhile), -1 with err. */
+static int record_decision(PGconn *conn, const char *order_id, const char *status,
+                           const json_t *items, struct cv_db_err *err)
 {
     char *text = json_dumps(items, JSON_COMPACT);
     const char *params[] = {order_id, status, text};
-    int rc = cv_db_exec(conn,
-                        "INSERT INTO reservations (order_id, status, items) VALUES ($1, $2, $3)"
-                        " ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,"
-                        " updated_at = now()",
-                        3, params, err);
+    PGresult *res = cv_db_query(conn,
+                                "INSERT INTO reservations (order_id, status, items)"
+                                " VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+                                3, params, err);
     free(text);
-    return rc;
+    if (!res)
+        return -1;
+    int inserted = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return inserted;
+}
+
+/* Moves a RESERVED reservation to status; its items into *items (caller decrefs) when it did.
+ * 1 if it moved, 0 if it was not RESERVED (or is unknown), -1 with err. */
+static int leave_reserved(PGconn *conn, const char *order_id, const char *status,
+                          json_t **items, struct cv_db_err *err)
+{
+    const char *params[] = {order_id, status};
+    PGresult *res = cv_db_query(conn,
+                                "UPDATE reservations SET status = $2, updated_at = now()"
+                                " WHERE order_id = $1 AND status = 'RESERVED' RETURNING items::text",
+                                2, params, err);
+    if (!res)
+        return -1;
+    int moved = PQntuples(res) == 1;
+    *items = moved ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    PQclear(res);
+    if (moved && !*items) {
+        snprintf(err->msg, sizeof(err->msg), "reservation of %s has unreadable items", order_id);
+        err->transient = 0;
+        err->sqlstate[0] = '\0';
+        return -1;
+    }
+    return moved;
 }
 
 /* Moves qty units of sku between columns: "available -> reserved" and so on. */
@@ -112,11 +142,13 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
                                               const struct cv_event *ev, const char *order_id,
                                               char *reason, size_t reason_size)
 {
+    if (cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
+        return CV_REJECT;
     struct cv_db_err err;
     char status[16];
-    if (reservation_status(conn, order_id, status, NULL, &err) < 0)
+    if (reservation_status(conn, order_id, status, &err) < 0)
         return cv_service_db_failure(&err, reason, reason_size);
-    if (status[0]) /* decided already (or cancelled before it was placed) */
+    if (status[0]) /* decided already (or its shipment cancelled before it was placed) */
         return CV_HANDLED;
 
     size_t k;
@@ -162,27 +194,30 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
                                         known ? "" : ", unknown SKU");
         }
     }
-    json_t *event;
-    const char *type;
-    if (json_array_size(shortages) == 0) {
-        if (move_items(conn, items, "available = available - $2::int, reserved = reserved + $2::int",
-                       &err) < 0) {
-            result = cv_service_db_failure(&err, reason, reason_size);
-            goto out;
-        }
-        type = "StockReserved";
-        event = json_pack("{s:s, s:O}", "order_id", order_id, "items", items);
-    } else {
-        type = "StockRejected";
-        event = json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why, "shortages",
-                          shortages);
+    int reserve = json_array_size(shortages) == 0;
+    const char *type = reserve ? "StockReserved" : "StockRejected";
+    /* The decision first: if another replica decided (or recorded a cancelled shipment)
+     * since the read above, this one changes nothing. */
+    int inserted = record_decision(conn, order_id, reserve ? "RESERVED" : "REJECTED", items, &err);
+    if (inserted < 0) {
+        result = cv_service_db_failure(&err, reason, reason_size);
+        goto out;
     }
-    if (record_reservation(conn, order_id, strcmp(type, "StockReserved") == 0 ? "RESERVED" : "REJECTED",
-                           items, &err) < 0 ||
-        cv_service_emit(svc, conn, type, order_id, event, order_id, ev, NULL, &err) < 0)
+    if (!inserted)
+        goto out;
+    if (reserve &&
+        move_items(conn, items, "available = available - $2::bigint, reserved = reserved + $2::bigint",
+                   &err) < 0) {
+        result = cv_service_db_failure(&err, reason, reason_size);
+        goto out;
+    }
+    json_t *event = reserve ? json_pack("{s:s, s:O}", "order_id", order_id, "items", items)
+                            : json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why,
+                                        "shortages", shortages);
+    if (cv_service_emit(svc, conn, type, order_id, event, order_id, ev, NULL, &err) < 0)
         result = cv_service_db_failure(&err, reason, reason_size);
     else
-        cv_log_info("order %s: %s", order_id, strcmp(type, "StockReserved") == 0 ? "reserved" : why);
+        cv_log_info("order %s: %s", order_id, reserve ? "reserved" : why);
     json_decref(event);
 out:
     json_decref(items);
@@ -190,67 +225,72 @@ out:
     return result;
 }
 
-static enum cv_handler_result on_order_cancelled(struct cv_service *svc, PGconn *conn,
-                                                 const struct cv_event *ev, const char *order_id,
-                                                 char *reason, size_t reason_size)
+/* ShipmentCancelled: the goods will not leave, so a RESERVED reservation goes back to
+ * available (StockReleased). A shipment cancelled before inventory saw the order is recorded
+ * RELEASED, so that the order is never reserved. */
+static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGconn *conn,
+                                                    const struct cv_event *ev,
+                                                    const char *order_id, char *reason,
+                                                    size_t reason_size)
 {
+    const char *why = cv_event_string(ev, "reason", reason, reason_size);
+    if (!why)
+        return CV_REJECT;
     struct cv_db_err err;
-    char status[16];
-    json_t *items = NULL;
-    if (reservation_status(conn, order_id, status, &items, &err) < 0)
+    json_t *none = json_array();
+    int inserted = record_decision(conn, order_id, "RELEASED", none, &err);
+    json_decref(none);
+    if (inserted < 0)
         return cv_service_db_failure(&err, reason, reason_size);
-    enum cv_handler_result result = CV_HANDLED;
-    if (!status[0]) {
-        /* Cancelled before we saw it placed: remember, so that it is never reserved. */
-        json_t *none = json_array();
-        if (record_reservation(conn, order_id, "RELEASED", none, &err) < 0)
-            result = cv_service_db_failure(&err, reason, reason_size);
-        json_decref(none);
-    } else if (strcmp(status, "RESERVED") == 0) {
-        if (move_items(conn, items, "available = available + $2::int, reserved = reserved - $2::int",
-                       &err) < 0) {
-            result = cv_service_db_failure(&err, reason, reason_size);
-            goto out;
-        }
-        json_t *event = json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items,
-                                  "reason", "order cancelled");
-        if (record_reservation(conn, order_id, "RELEASED", items, &err) < 0 ||
-            cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL,
-                            &err) < 0)
-            result = cv_service_db_failure(&err, reason, reason_size);
-        else
-            cv_log_info("order %s: stock released", order_id);
-        json_decref(event);
+    if (inserted) {
+        cv_log_info("order %s: shipment cancelled before the order was seen", order_id);
+        return CV_HANDLED;
     }
-out:
+    json_t *items = NULL;
+    int moved = leave_reserved(conn, order_id, "RELEASED", &items, &err);
+    if (moved <= 0)
+        return moved < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
+    enum cv_handler_result result = CV_HANDLED;
+    json_t *event = json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items, "reason",
+                              why);
+    if (move_items(conn, items, "available = available + $2::bigint, reserved = reserved - $2::bigint",
+                   &err) < 0 ||
+        cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL, &err) < 0)
+        result = cv_service_db_failure(&err, reason, reason_size);
+    else
+        cv_log_info("order %s: stock released", order_id);
+    json_decref(event);
     json_decref(items);
     return result;
 }
 
-static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const char *order_id,
-                                                     char *reason, size_t reason_size)
+/* ShipmentDispatched: the reserved units left (reserved -> shipped), once. */
+static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const struct cv_event *ev,
+                                                     const char *order_id, char *reason,
+                                                     size_t reason_size)
 {
+    if (cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
+        return CV_REJECT;
     struct cv_db_err err;
-    char status[16];
     json_t *items = NULL;
-    if (reservation_status(conn, order_id, status, &items, &err) < 0)
+    int moved = leave_reserved(conn, order_id, "SHIPPED", &items, &err);
+    if (moved < 0)
         return cv_service_db_failure(&err, reason, reason_size);
-    enum cv_handler_result result = CV_HANDLED;
-    if (strcmp(status, "RESERVED") == 0) {
-        if (move_items(conn, items, "reserved = reserved - $2::int, shipped = shipped + $2::int",
-                       &err) < 0) {
-            result = cv_service_db_failure(&err, reason, reason_size);
-            goto out;
-        }
-        if (record_reservation(conn, order_id, "SHIPPED", items, &err) < 0)
-            result = cv_service_db_failure(&err, reason, reason_size);
-        else
-            cv_log_info("order %s: stock shipped", order_id);
-    } else {
-        cv_log_warn("order %s dispatched while its reservation is %s", order_id,
-                    status[0] ? status : "unknown");
+    if (!moved) {
+        char status[16];
+        if (reservation_status(conn, order_id, status, &err) < 0)
+            return cv_service_db_failure(&err, reason, reason_size);
+        if (strcmp(status, "SHIPPED") != 0)
+            cv_log_warn("order %s dispatched while its reservation is %s", order_id,
+                        status[0] ? status : "unknown");
+        return CV_HANDLED;
     }
-out:
+    enum cv_handler_result result = CV_HANDLED;
+    if (move_items(conn, items, "reserved = reserved - $2::bigint, shipped = shipped + $2::bigint",
+                   &err) < 0)
+        result = cv_service_db_failure(&err, reason, reason_size);
+    else
+        cv_log_info("order %s: stock shipped", order_id);
     json_decref(items);
     return result;
 }
@@ -301,20 +341,20 @@ enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,
                                           const struct cv_event *ev, char *reason,
                                           size_t reason_size)
 {
+    /* Release 1's OrderCancelled is not acted on: the release follows ShipmentCancelled,
+     * which shipping emits for it as for OrderCancellationRequested. */
     int placed = strcmp(ev->type, "OrderPlaced") == 0;
-    int cancelled = strcmp(ev->type, "OrderCancelled") == 0;
+    int cancelled = strcmp(ev->type, "ShipmentCancelled") == 0;
     int dispatched = strcmp(ev->type, "ShipmentDispatched") == 0;
     if (!placed && !cancelled && !dispatched)
         return CV_HANDLED;
-    const char *order_id = json_string_value(json_object_get(ev->data, "order_id"));
-    if (!order_id) {
-        snprintf(reason, reason_size, "%s without order_id", ev->type);
+    const char *order_id = cv_event_order_id(ev, reason, reason_size);
+    if (!order_id)
         return CV_REJECT;
-    }
     cv_log_set_context(order_id, ev->event_id);
     if (placed)
         return on_order_placed(svc, conn, ev, order_id, reason, reason_size);
     if (cancelled)
-        return on_order_cancelled(svc, conn, ev, order_id, reason, reason_size);
-    return on_shipment_dispatched(conn, order_id, reason, reason_size);
+        return on_shipment_cancelled(svc, conn, ev, order_id, reason, reason_size);
+    return on_shipment_dispatched(conn, ev, order_id, reason, reason_size);
 }

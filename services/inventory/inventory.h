@@ -1,5 +1,5 @@
 /* The inventory service: reserves the stock of each placed order (all items or none), releases
- * it when the order is cancelled, turns it into shipped stock on dispatch, and lets operators
+ * it when the shipment is cancelled, turns it into shipped stock on dispatch, and lets operators
  * set or adjust the available stock. */
 #ifndef INVENTORY_H
 #define INVENTORY_H

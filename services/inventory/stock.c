@@ -78,9 +78,9 @@ int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sk
                       3, params, err);
     if (!res)
         return -1;
-    json_t *event = json_pack("{s:s, s:s, s:I, s:I}", "sku", sku, "name", PQgetvalue(res, 0, 0),
-                              "available", (json_int_t)available, "previous_available",
-                              (json_int_t)previous);
+    json_t *event = json_pack("{s:s, s:s, s:I, s:I, s:o}", "sku", sku, "name",
+                              PQgetvalue(res, 0, 0), "available", (json_int_t)available,
+                              "previous_available", (json_int_t)previous, "reason", json_null());
     PQclear(res);
     int rc = cv_service_emit(svc, conn, "StockAdjusted", sku, event, NULL, NULL, NULL, err);
     json_decref(event);
@@ -151,9 +151,10 @@ enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *co
         return recorded < 0 ? INVENTORY_ADJUST_FAILED : INVENTORY_ADJUST_KEY_TAKEN;
     }
     out->stock = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
-    json_t *event = json_pack("{s:s, s:s, s:I, s:I}", "sku", sku, "name", PQgetvalue(res, 0, 0),
-                              "available", (json_int_t)out->available, "previous_available",
-                              (json_int_t)(out->available - delta));
+    json_t *event = json_pack("{s:s, s:s, s:I, s:I, s:s}", "sku", sku, "name",
+                              PQgetvalue(res, 0, 0), "available", (json_int_t)out->available,
+                              "previous_available", (json_int_t)(out->available - delta),
+                              "reason", reason);
     PQclear(res);
     int rc = cv_service_emit(svc, conn, "StockAdjusted", sku, event, NULL, NULL, NULL, err);
     json_decref(event);

@@ -405,6 +405,9 @@ void order_http_list(struct cv_http_request *req, struct cv_http_response *resp,
     cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
 }
 
+/* POST /orders/{id}/cancel: records the request (CANCELLING) and emits
+ * OrderCancellationRequested in one transaction; shipping decides. 202 with the order, also
+ * for a repeated request while it is CANCELLING; 409 once the order is past cancelling. */
 void order_http_cancel(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
@@ -425,31 +428,31 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
     int found = 0;
     json_t *event = json_pack("{s:s, s:s}", "order_id", id, "reason", "cancelled by customer");
     int rc = cv_db_begin(conn, &err);
-    int changed = rc == 0 ? order_store_advance(conn, id, "CANCELLED",
-                                                "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED}",
-                                                "cancelled by customer", &err)
+    int changed = rc == 0 ? order_store_request_cancel(conn, id, "cancelled by customer", &err)
                           : -1;
     if (changed == 1)
-        rc = cv_service_emit(svc, conn, "OrderCancelled", id, event, id, NULL, NULL, &err);
+        rc = cv_service_emit(svc, conn, "OrderCancellationRequested", id, event, id, NULL, NULL,
+                             &err);
     if (changed < 0 || rc < 0 || cv_db_commit(conn, &err) < 0) {
         cv_db_rollback(conn);
         cv_service_reply_db_error(resp, &err);
         goto out;
     }
     json_t *order = order_store_get(conn, id, &found, &err);
+    const char *status = json_string_value(json_object_get(order, "status"));
     if (found < 0)
         cv_service_reply_db_error(resp, &err);
     else if (!found)
         cv_http_reply_problem(resp, 404, "Not Found", "no such order", "id");
-    else if (!changed) {
+    else if (!changed && strcmp(status, "CANCELLING") != 0) {
         char detail[128];
-        snprintf(detail, sizeof(detail), "an order that is %s cannot be cancelled",
-                 json_string_value(json_object_get(order, "status")));
+        snprintf(detail, sizeof(detail), "an order that is %s cannot be cancelled", status);
         cv_http_reply_problem(resp, 409, "Conflict", detail, "status");
         json_decref(order);
     } else {
-        cv_log_info("order %s cancelled", id);
-        cv_http_reply_json(resp, 200, order);
+        if (changed)
+            cv_log_info("order %s: cancellation requested", id);
+        cv_http_reply_json(resp, 202, order);
     }
 out:
     json_decref(event);

@@ -1,4 +1,4 @@
-/* The order service: accepts orders over HTTP, emits OrderPlaced/OrderCancelled, and moves each
+/* The order service: accepts orders over HTTP, emits OrderPlaced and cancellation requests, and moves each
  * order's status forward as inventory and shipping events arrive. */
 #ifndef ORDER_H
 #define ORDER_H
@@ -29,6 +29,12 @@ json_t *order_store_page(PGconn *conn, const char *status, const char *customer_
  * "{PENDING,CONFIRMED}"). reason may be NULL. Returns rows changed (0 or 1) or -1 with err. */
 int order_store_advance(PGconn *conn, const char *id, const char *status, const char *from,
                         const char *reason, struct cv_db_err *err);
+
+/* Records a customer's cancellation request of order id if its status allows one (PENDING,
+ * CONFIRMED, SHIPMENT_SCHEDULED): the order becomes CANCELLING, or CANCELLED at once when its
+ * shipment is known to be cancelled already. Returns rows changed (0 or 1) or -1 with err. */
+int order_store_request_cancel(PGconn *conn, const char *id, const char *reason,
+                               struct cv_db_err *err);
 
 /* 1 if status is one of the order statuses. */
 int order_status_valid(const char *status);

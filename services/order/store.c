@@ -10,12 +10,15 @@
     "json_strip_nulls(json_build_object('id', id, 'customer_id', customer_id, 'items', items,"                     \
     " 'total_cents', total_cents, 'status', status, 'reason', reason,"                            \
     " 'shipping_address', shipping_address,"                                                      \
+    " 'cancellation', CASE WHEN cancellation_status IS NOT NULL THEN json_build_object("          \
+    "  'status', cancellation_status, 'reason', cancellation_reason, 'requested_at',"             \
+    "  to_char(cancellation_requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) END," \
     " 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"  \
     " 'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))"
 
-static const char *const statuses[] = {"PENDING",    "CONFIRMED", "SHIPMENT_SCHEDULED",
-                                       "DISPATCHED", "DELIVERED", "REJECTED",
-                                       "CANCELLED",  NULL};
+static const char *const statuses[] = {"PENDING",   "CONFIRMED", "SHIPMENT_SCHEDULED",
+                                       "CANCELLING", "DISPATCHED", "DELIVERED",
+                                       "REJECTED",  "CANCELLED", NULL};
 
 int order_status_valid(const char *status)
 {
@@ -66,6 +69,26 @@ int order_store_advance(PGconn *conn, const char *id, const char *status, const 
                                 " updated_at = now()"
                                 " WHERE id = $1 AND status = ANY($3::text[])",
                                 4, params, err);
+    if (!res)
+        return -1;
+    int changed = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return changed;
+}
+
+int order_store_request_cancel(PGconn *conn, const char *id, const char *reason,
+                               struct cv_db_err *err)
+{
+    const char *params[] = {id, reason};
+    PGresult *res = cv_db_query(
+        conn,
+        "UPDATE orders SET"
+        " status = CASE WHEN shipment_cancelled THEN 'CANCELLED' ELSE 'CANCELLING' END,"
+        " reason = CASE WHEN shipment_cancelled THEN $2 ELSE reason END,"
+        " cancellation_status = CASE WHEN shipment_cancelled THEN 'accepted' ELSE 'requested' END,"
+        " cancellation_requested_at = now(), updated_at = now()"
+        " WHERE id = $1 AND status IN ('PENDING', 'CONFIRMED', 'SHIPMENT_SCHEDULED')",
+        2, params, err);
     if (!res)
         return -1;
     int changed = atoi(PQcmdTuples(res));

@@ -1,5 +1,6 @@
 /* HTTP API of the shipping service: read shipments, dispatch and deliver them. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cv/log.h"
@@ -76,18 +77,33 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
         cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
         goto out;
     }
-    if (strcmp(status, from) != 0) {
+    /* Conditional on the status it leaves; a dispatch also needs the order (items, address),
+     * so a shipment whose OrderPlaced has not arrived yet cannot leave. */
+    const char *params[] = {order_id, to, from};
+    PGresult *res = cv_db_query(conn,
+                                "UPDATE shipments SET status = $2, updated_at = now()"
+                                " WHERE order_id = $1 AND status = $3"
+                                " AND (order_seen OR $2 <> 'DISPATCHED')",
+                                3, params, &err);
+    if (!res)
+        goto db_error;
+    int changed = atoi(PQcmdTuples(res));
+    PQclear(res);
+    if (!changed) {
         cv_db_rollback(conn);
         char detail[128];
-        snprintf(detail, sizeof(detail), "a shipment that is %s cannot become %s", status, to);
+        if (strcmp(status, from) == 0) {
+            /* OrderPlaced is on its way (the orders topic lags the inventory topic): a
+             * moment later the same call succeeds. */
+            snprintf(detail, sizeof(detail), "the order of this shipment is not known yet");
+            cv_http_reply_header(resp, "Retry-After", "1");
+        } else
+            snprintf(detail, sizeof(detail), "a shipment that is %s cannot become %s", status,
+                     to);
         cv_http_reply_problem(resp, 409, "Conflict", detail, "status");
         goto out;
     }
-    const char *params[] = {order_id, to};
-    if (cv_db_exec(conn,
-                   "UPDATE shipments SET status = $2, updated_at = now() WHERE order_id = $1", 2,
-                   params, &err) < 0 ||
-        !(s = shipment_get(conn, order_id, &found, &err)))
+    if (!(s = shipment_get(conn, order_id, &found, &err)))
         goto db_error;
     json_t *event = json_pack("{s:s, s:O}", "order_id", order_id, "tracking_number",
                               json_object_get(s, "tracking_number"));

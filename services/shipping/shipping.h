@@ -1,6 +1,6 @@
 /* The shipping service: opens a shipment for every placed order, schedules it once the stock is
- * reserved, cancels it when the stock is rejected or the order cancelled, and lets operators
- * dispatch and deliver it. */
+ * reserved, decides cancellation requests (cancel, or refuse once the goods left), cancels it
+ * when the stock is rejected, and lets operators dispatch and deliver it. */
 #ifndef SHIPPING_H
 #define SHIPPING_H
 
@@ -29,5 +29,9 @@ json_t *shipment_page(PGconn *conn, const char *status, long after, long limit,
                       struct cv_db_err *err);
 /* The shipment's current status into status (16 bytes), "" if there is none; locks the row. */
 int shipment_status(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err);
+
+/* Makes sure the shipment of order_id exists (PENDING when new), then locks it as
+ * shipment_status does: concurrent handlers of one order always meet on this row lock. */
+int shipment_lock(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err);
 
 #endif

@@ -9,6 +9,7 @@
     "json_build_object('order_id', order_id, 'status', status, 'reason', reason,"                 \
     " 'carrier', carrier, 'tracking_number', tracking_number, 'eta', " TIME_JSON("eta") ","       \
     " 'items', items, 'shipping_address', shipping_address,"                                      \
+    " 'cancellation_refused', cancellation_refused,"                                              \
     " 'created_at', " TIME_JSON("created_at") ", 'updated_at', " TIME_JSON("updated_at") ")"
 
 json_t *shipment_get(PGconn *conn, const char *order_id, int *found, struct cv_db_err *err)
@@ -52,4 +53,15 @@ int shipment_status(PGconn *conn, const char *order_id, char status[16], struct 
         snprintf(status, 16, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     return 0;
+}
+
+int shipment_lock(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err)
+{
+    const char *params[] = {order_id};
+    if (cv_db_exec(conn,
+                   "INSERT INTO shipments (order_id, status) VALUES ($1, 'PENDING')"
+                   " ON CONFLICT (order_id) DO NOTHING",
+                   1, params, err) < 0)
+        return -1;
+    return shipment_status(conn, order_id, status, err);
 }

@@ -50,3 +50,4 @@ def encode(type_name, event):
     out = subprocess.run([CV_AVRO, "encode", type_name], input=json.dumps(event).encode(),
                          capture_output=True, check=True)
     return out.stdout
+

@@ -9,14 +9,18 @@ import time
 
 from conveyor import KAFKA_SH, http
 
-# Order statuses by how far along they are; REJECTED and CANCELLED are final.
-RANK = {"PENDING": 0, "CONFIRMED": 1, "SHIPMENT_SCHEDULED": 2, "DISPATCHED": 3, "DELIVERED": 4,
-        "REJECTED": 9, "CANCELLED": 9}
+# Order statuses by how far along they are; REJECTED and CANCELLED are final. CANCELLING
+# waits for shipping's decision: CANCELLED, or the goods left (DISPATCHED, DELIVERED).
+RANK = {"PENDING": 0, "CONFIRMED": 1, "SHIPMENT_SCHEDULED": 2, "CANCELLING": 3, "DISPATCHED": 4,
+        "DELIVERED": 5, "REJECTED": 9, "CANCELLED": 9}
 # The statuses each status may be followed by (itself included).
 FORWARD = {
     "PENDING": set(RANK),
-    "CONFIRMED": {"CONFIRMED", "SHIPMENT_SCHEDULED", "DISPATCHED", "DELIVERED", "CANCELLED"},
-    "SHIPMENT_SCHEDULED": {"SHIPMENT_SCHEDULED", "DISPATCHED", "DELIVERED", "CANCELLED"},
+    "CONFIRMED": {"CONFIRMED", "SHIPMENT_SCHEDULED", "CANCELLING", "DISPATCHED", "DELIVERED",
+                  "CANCELLED"},
+    "SHIPMENT_SCHEDULED": {"SHIPMENT_SCHEDULED", "CANCELLING", "DISPATCHED", "DELIVERED",
+                           "CANCELLED"},
+    "CANCELLING": {"CANCELLING", "CANCELLED", "DISPATCHED", "DELIVERED"},
     "DISPATCHED": {"DISPATCHED", "DELIVERED"},
     "DELIVERED": {"DELIVERED"},
     "REJECTED": {"REJECTED"},

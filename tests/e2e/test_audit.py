@@ -27,7 +27,9 @@ def run_some_orders(system, n=12):
         system.wait_status(oid, "DISPATCHED")
         assert system.shipping.post(f"/shipments/{oid}/deliver").status == 200
     for oid in scheduled[3:5]:
-        assert system.order.post(f"/orders/{oid}/cancel").status == 200
+        assert system.order.post(f"/orders/{oid}/cancel").status == 202
+    for oid in scheduled[3:5]:
+        assert system.wait_status(oid, ("CANCELLED", "DISPATCHED"))["status"] == "CANCELLED"
     return ids
 
 
@@ -63,6 +65,13 @@ def test_every_event_recorded_exactly_once_in_order(system):
     stats = system.audit.get("/stats").json()
     assert stats["total"] >= len(produced)
     assert stats["by_type"]["OrderPlaced"] >= len(ids)
+    # The cancellation saga's events are recorded like every other: one request and one
+    # answer per cancelled order.
+    assert stats["by_type"]["OrderCancellationRequested"] == 2, stats["by_type"]
+    assert stats["by_type"]["ShipmentCancelled"] >= 2, stats["by_type"]
+    requested = system.audit_events(type="OrderCancellationRequested")
+    assert {e["data"]["reason"] for e in requested} == {"cancelled by customer"}
+    assert all(e["topic"] == system.prefix + "orders" for e in requested)
 
     # Each order's events: OrderPlaced first, and every event after the event that caused it.
     for oid in ids:

@@ -77,10 +77,13 @@ def test_concurrent_orders_never_oversell(system):
     scheduled = [o for o, s in statuses.items() if s == "SHIPMENT_SCHEDULED"]
     rng.shuffle(scheduled)
     for oid in scheduled[:10]:
-        assert system.order.post(f"/orders/{oid}/cancel").status == 200
+        r = system.order.post(f"/orders/{oid}/cancel")
+        assert r.status == 202 and r.json()["status"] == "CANCELLING", r.body
     for oid in scheduled[10:20]:
         assert system.shipping.post(f"/shipments/{oid}/dispatch").status == 200
 
+    for oid in scheduled[:10]:
+        assert system.wait_status(oid, ("CANCELLED", "DISPATCHED"))["status"] == "CANCELLED"
     try:
         wait_until(lambda: not check_invariants(system, skus, stock_total, orders), 60, 1.0,
                    "the stock to settle")

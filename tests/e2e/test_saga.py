@@ -82,17 +82,36 @@ def test_cancellation_releases_stock_and_cancels_shipment(system):
     system.wait_status(oid, "SHIPMENT_SCHEDULED")
     assert system.stock(a)["reserved"] == 4
 
+    # The cancel is a request: 202 CANCELLING; shipping decides.
     r = system.order.post(f"/orders/{oid}/cancel")
-    assert r.status == 200 and r.json()["status"] == "CANCELLED"
-    assert r.json()["reason"] == "cancelled by customer"
+    assert r.status == 202 and r.json()["status"] == "CANCELLING", r.body
+    assert r.json()["cancellation"]["status"] == "requested"
+    # A repeated request answers the same.
+    again = system.order.post(f"/orders/{oid}/cancel")
+    assert again.status == 202 and again.json()["status"] in ("CANCELLING", "CANCELLED")
+    order = system.wait_status(oid, ["CANCELLED", "DISPATCHED"])
+    assert order["status"] == "CANCELLED"
+    assert order["reason"] == "cancelled by customer"
+    assert order["cancellation"]["status"] == "accepted"
     wait_until(lambda: system.stock(a)["available"] == 4, 20, what="stock released")
-    assert system.stock(a)["reserved"] == 0
-    wait_until(lambda: system.shipping.get(f"/shipments/{oid}").json()["status"] == "CANCELLED",
-               20, what="shipment cancelled")
+    assert system.stock(a)["reserved"] == 0 and system.stock(a)["shipped"] == 0
+    shipment = system.shipping.get(f"/shipments/{oid}").json()
+    assert shipment["status"] == "CANCELLED" and shipment["reason"] == "cancelled by customer"
+    # A cancelled shipment keeps its carrier and tracking number.
+    assert shipment["carrier"] and shipment["tracking_number"].startswith("CV")
     # Cancelled is final, and late events never move it back.
     assert system.order.post(f"/orders/{oid}/cancel").status == 409
-    assert system.shipping.post(f"/shipments/{oid}/dispatch").status == 409
+    r = system.shipping.post(f"/shipments/{oid}/dispatch")
+    assert r.status == 409 and "CANCELLED" in r.json()["detail"]
     assert system.order.get(f"/orders/{oid}").json()["status"] == "CANCELLED"
+    # One request, one answer, one release.
+    from conveyor import wait_until as wu
+    events = wu(lambda: (lambda e: e if {"OrderCancellationRequested", "ShipmentCancelled",
+                                         "StockReleased"} <= {x["type"] for x in e} else None)(
+        system.audit_events(order_id=oid)), 20, what="audit has the cancellation")
+    types = [e["type"] for e in events]
+    assert types.count("OrderCancellationRequested") == 1
+    assert types.count("ShipmentCancelled") == 1 and types.count("StockReleased") == 1
 
 
 def test_cancel_refused_after_dispatch(system):
@@ -107,6 +126,78 @@ def test_cancel_refused_after_dispatch(system):
     assert r.content_type.startswith("application/problem+json")
     assert "DISPATCHED" in r.json()["detail"]
     assert system.order.get(f"/orders/{oid}").json()["status"] == "DISPATCHED"
+
+
+def test_cancel_decided_by_shipping_refused_when_dispatched_first(system):
+    """The order has not heard of the dispatch yet: the cancel is accepted as a request, and
+    shipping refuses it; the order follows the shipment and shows the refusal."""
+    from conveyor import wait_until
+    a = sku("REFUSE")
+    system.set_stock(a, 3)
+    oid = system.place([{"sku": a, "quantity": 2}])["id"]
+    system.wait_status(oid, "SHIPMENT_SCHEDULED")
+    # The order service must take the cancel before it hears of the dispatch: it runs cut
+    # off from the broker meanwhile (its request waits in its outbox).
+    from conveyor import Service, http
+    system.order.stop()
+    assert system.shipping.post(f"/shipments/{oid}/dispatch").status == 200
+    cut = Service("order", system.dbs["order"], system.order.port, system.log_dir,
+                  dict(system.env["order"], KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9"))
+    cut.start(wait=False)
+
+    def alive():
+        assert cut.proc.poll() is None, "the cut-off order service exited"
+        try:
+            return http("GET", cut.url + "/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+    try:
+        wait_until(alive, 30, 0.2, "cut-off order service")
+        r = cut.post(f"/orders/{oid}/cancel")
+    finally:
+        cut.stop()
+    system.order.start()
+    assert r.status == 202 and r.json()["status"] == "CANCELLING", r.body
+    order = wait_until(lambda: (lambda o: o if o.get("cancellation", {}).get("status") ==
+                                "refused" else None)(system.order.get(f"/orders/{oid}").json()),
+                       20, what="refusal recorded")
+    assert order["cancellation"]["reason"] == "already dispatched"
+    assert system.wait_status(oid, ["CANCELLED", "DISPATCHED"])["status"] == "DISPATCHED"
+    shipment = system.shipping.get(f"/shipments/{oid}").json()
+    assert shipment["status"] == "DISPATCHED"
+    assert shipment["cancellation_refused"] == "already dispatched"
+    wait_until(lambda: system.stock(a)["shipped"] == 2, 20, what="stock shipped")
+    assert system.stock(a)["available"] == 1 and system.stock(a)["reserved"] == 0
+    # Delivered later: the order follows.
+    assert system.shipping.post(f"/shipments/{oid}/deliver").status == 200
+    system.wait_status(oid, "DELIVERED")
+
+
+def test_cancel_of_pending_order_wins_over_reservation(system):
+    """Cancelled right after placing: whatever reaches shipping and inventory first, the
+    order ends CANCELLED, the shipment CANCELLED, and no stock stays reserved."""
+    from conveyor import wait_until
+    a = sku("EARLY")
+    system.set_stock(a, 50)
+    ids = []
+    for _ in range(10):
+        oid = system.place([{"sku": a, "quantity": 1}])["id"]
+        r = system.order.post(f"/orders/{oid}/cancel")
+        assert r.status in (202, 409), r.body
+        ids.append((oid, r.status))
+    for oid, status in ids:
+        o = system.wait_status(oid, ["CANCELLED", "DISPATCHED", "DELIVERED", "REJECTED"])
+        if status == 202:
+            assert o["status"] == "CANCELLED", o
+        s = system.shipping.get(f"/shipments/{oid}").json()
+        assert s["status"] == "CANCELLED", s
+    wait_until(lambda: system.stock(a)["reserved"] == 0, 20, what="nothing reserved")
+    assert system.stock(a)["available"] == 50 and system.stock(a)["shipped"] == 0
+
+
+def test_wait_for_accepts_cancelling(system):
+    r = system.order.get(f"/orders/{uuid.uuid4()}?wait_for=CANCELLING,CANCELLED&timeout_ms=0")
+    assert r.status == 404
 
 
 def test_cancel_unknown_order_is_404(system):

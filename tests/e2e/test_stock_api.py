@@ -181,6 +181,10 @@ def test_concurrent_adjustments_sum_exactly(system):
     for before, after in zip(events, events[1:]):
         assert after["previous_available"] == before["available"]
     assert events[-1]["available"] == start + sum(deltas)
+    # Each event says why: null for the PUT, the adjustment's own reason for each adjustment.
+    assert events[0]["reason"] is None
+    assert sorted((e["reason"], e["available"] - e["previous_available"]) for e in adjustments) \
+        == sorted((f"count {i}", d) for i, d in enumerate(deltas))
     # Each adjustment is recorded with its reason.
     rows = psql(system.inventory.db,
                 f"SELECT count(*), sum(delta), count(DISTINCT reason) FROM stock_adjustments"

@@ -209,7 +209,8 @@ START_TEST(test_catalogue_lookups)
     static const char *const types[] = {
         "OrderPlaced",        "OrderCancelled",   "StockReserved",     "StockRejected",
         "StockReleased",      "StockAdjusted",    "ShipmentScheduled", "ShipmentCancelled",
-        "ShipmentDispatched", "ShipmentDelivered"};
+        "ShipmentDispatched", "ShipmentDelivered", "OrderCancellationRequested",
+        "ShipmentCancellationRefused"};
     const struct cv_schema *s;
 
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {

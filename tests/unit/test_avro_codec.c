@@ -78,6 +78,10 @@ static const struct {
      "'SKU-TEA-500G', 'quantity': 1}]}"},
     {"ShipmentDelivered",
      "{" META("shipping-service", "null") ORDER "'tracking_number': '6A12345678901'}"},
+    {"OrderCancellationRequested",
+     "{" META("order-service", "null") ORDER "'reason': 'cancelled by customer'}"},
+    {"ShipmentCancellationRefused", "{" META("shipping-service", CAUSE) ORDER
+     "'status': 'DISPATCHED', 'reason': 'already dispatched'}"},
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
 

@@ -177,6 +177,29 @@ START_TEST(test_current_compatible_with_every_release)
 }
 END_TEST
 
+/* Release 2 added the cancellation saga's request and refusal; release 1's OrderCancelled
+ * stays in the current set, so that events of release 1 producers are still read. */
+START_TEST(test_release_2_adds_the_cancellation_events)
+{
+    static const char *const added[] = {"OrderCancellationRequested",
+                                        "ShipmentCancellationRefused"};
+    int in_v1 = 0, in_v2 = 0;
+
+    for (size_t i = 0; i < cv_avro_catalog_count(); i++) {
+        const struct cv_schema *s = cv_avro_catalog_get(i);
+        for (size_t k = 0; k < 2; k++) {
+            if (strcmp(cv_avro_schema_type(s), added[k]) != 0)
+                continue;
+            in_v1 += strcmp(cv_avro_schema_origin(s), "v1") == 0;
+            in_v2 += strcmp(cv_avro_schema_origin(s), "v2") == 0;
+        }
+    }
+    ck_assert_int_eq(in_v1, 0);
+    ck_assert_int_eq(in_v2, 2);
+    ck_assert_ptr_nonnull(cv_avro_schema_by_type("OrderCancelled"));
+}
+END_TEST
+
 START_TEST(test_evolution_files_compatibility)
 {
     const struct cv_schema *current = cv_avro_schema_by_type("OrderPlaced");
@@ -379,6 +402,7 @@ static Suite *avro_evolution_suite(void)
     tcase_add_test(tc, test_v2_data_read_by_v1_drops_the_field);
     tcase_add_test(tc, test_v0_without_a_field);
     tcase_add_test(tc, test_current_compatible_with_every_release);
+    tcase_add_test(tc, test_release_2_adds_the_cancellation_events);
     tcase_add_test(tc, test_evolution_files_compatibility);
     tcase_add_test(tc, test_promotions_aliases_enum_default);
     tcase_add_test(tc, test_enum_without_default);
