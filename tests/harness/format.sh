@@ -8,9 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 NOT_YET_FORMATTED=(
     common/include/cv/db.h
+    common/include/cv/event.h
     common/include/cv/kafka.h
     common/include/cv/service.h
     common/src/db.c
+    common/src/event_check.c
     common/src/kafka_admin.c
     common/src/kafka_conf.c
     common/src/kafka_consumer.c
@@ -32,6 +34,11 @@ NOT_YET_FORMATTED=(
     services/shipping/store.c
     tests/integration/test_db.c
     tests/integration/test_outbox_kafka.c
+    tests/services/inventory/test_inventory_states.c
+    tests/services/order/test_order_states.c
+    tests/services/shipping/test_shipping_states.c
+    tests/services/statemachine.h
+    tests/unit/test_event_check.c
     tests/unit/test_metrics.c
 )
 
