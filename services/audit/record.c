@@ -54,13 +54,20 @@ static void array_append(char **lit, size_t *len, const void *bytes, size_t n)
     free(hex);
 }
 
-/* Header names and values as two bytea[] literals; caller frees both. */
-static void headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values)
+/* Header names and values as two bytea[] literals; caller frees both. 0, or -1 out of memory
+ * (both NULL). */
+static int headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values)
 {
     /* Each buffer keeps room for the closing "}" and the NUL. */
     size_t nlen = 1, vlen = 1;
     *names = calloc(1, 3);
     *values = calloc(1, 3);
+    if (!*names || !*values) {
+        free(*names);
+        free(*values);
+        *names = *values = NULL;
+        return -1;
+    }
     (*names)[0] = (*values)[0] = '{';
     const char *name;
     const void *value;
@@ -71,6 +78,7 @@ static void headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values
     }
     memcpy(*names + nlen, "}", 2);
     memcpy(*values + vlen, "}", 2);
+    return 0;
 }
 
 static const char *header(const json_t *headers, const char *name)
@@ -192,7 +200,14 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
     char *headers_text = json_dumps(headers, JSON_COMPACT);
     char *data_text = json_dumps(data, JSON_COMPACT);
     char *names = NULL, *values = NULL;
-    headers_arrays(hdrs, &names, &values);
+    enum cv_handler_result result = CV_HANDLED;
+    if (headers_arrays(hdrs, &names, &values) < 0 || !headers_text || (data && !data_text) ||
+        (msg->key && cv_json_is_text(msg->key, msg->key_len) && !key_text)) {
+        /* Storing less than the record would lose it: retry the batch later. */
+        snprintf(reason, reason_size, "out of memory");
+        result = CV_RETRY;
+        goto cleanup;
+    }
     const char *params[P_COUNT] = {
         [P_ID] = event_id,        [P_TYPE] = type,
         [P_TOPIC] = ev->topic,    [P_PART] = partition,
@@ -207,7 +222,6 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
     lengths[P_RAW] = (int)ev->value_len;
     lengths[P_KEY_BYTES] = msg->key ? (int)msg->key_len : 0;
 
-    enum cv_handler_result result = CV_HANDLED;
     struct cv_db_err err;
     memset(&err, 0, sizeof(err));
     int rc = cv_db_exec(conn, "SAVEPOINT audit_row", 0, NULL, &err);
@@ -227,6 +241,7 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
         rc = cv_db_exec(conn, "RELEASE SAVEPOINT audit_row", 0, NULL, &err);
     if (rc < 0)
         result = cv_service_db_failure(&err, reason, reason_size);
+cleanup:
     free(names);
     free(values);
     free(key_text);
