@@ -71,7 +71,8 @@ $(BUILD)/bin/cv-tail: common/tools/cv-tail.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
-# Each service: its own sources plus its SQL migrations compiled in as cv_service_migrations.
+# Each service: its own sources plus its SQL migrations compiled in as cv_service_migrations
+# and its OpenAPI document (docs/openapi/<name>.json, served at /openapi.json).
 define service_rules
 $(BUILD)/gen/$(1)_migrations.c: $$(sort $$(wildcard services/$(1)/sql/*.sql)) common/tools/embed.sh
 	@mkdir -p $$(dir $$@)
@@ -81,12 +82,16 @@ $(BUILD)/gen/$(1)_seed.c: $$(sort $$(wildcard services/$(1)/seed/*.json)) common
 	@mkdir -p $$(dir $$@)
 	common/tools/embed.sh cv_service_seed $$(sort $$(wildcard services/$(1)/seed/*.json)) > $$@
 
+$(BUILD)/gen/$(1)_openapi.c: docs/openapi/$(1).json common/tools/embed.sh
+	@mkdir -p $$(dir $$@)
+	common/tools/embed.sh cv_service_openapi docs/openapi/$(1).json > $$@
+
 $(BUILD)/services/$(1)/%.o: services/$(1)/%.c $$(wildcard services/$(1)/*.h common/include/cv/*.h)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS_ALL) -Iservices/$(1) -c -o $$@ $$<
 
 $(BUILD)/bin/$(1)-service: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard services/$(1)/*.c)) \
-		$(BUILD)/gen/$(1)_migrations.o $(BUILD)/gen/$(1)_seed.o $(LIB)
+		$(BUILD)/gen/$(1)_migrations.o $(BUILD)/gen/$(1)_seed.o $(BUILD)/gen/$(1)_openapi.o $(LIB)
 	@mkdir -p $$(dir $$@)
 	$$(CC) -o $$@ $$^ $$(LDLIBS_ALL)
 endef
@@ -100,16 +105,19 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(LIB) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(LIB) $(CHECK_LIBS) $(LDLIBS_ALL)
 
-# Service tests include the service's .c files they test, plus its migrations.
+# Service tests include the service's .c files they test, plus its migrations (and seed and
+# OpenAPI document, which the service runtime links to).
 .SECONDEXPANSION:
 $(BUILD)/tests/services/%: tests/services/%.c $(LIB) $(wildcard tests/*.h tests/services/*.h) \
 		$$(wildcard services/$$(firstword $$(subst /, ,$$*))/*.[ch]) \
 		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_migrations.o \
-		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_seed.o
+		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_seed.o \
+		$(BUILD)/gen/$$(firstword $$(subst /, ,$$*))_openapi.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -Iservices/$(firstword $(subst /, ,$*)) -o $@ $< \
 		$(BUILD)/gen/$(firstword $(subst /, ,$*))_migrations.o \
-		$(BUILD)/gen/$(firstword $(subst /, ,$*))_seed.o $(LIB) $(CHECK_LIBS) $(LDLIBS_ALL)
+		$(BUILD)/gen/$(firstword $(subst /, ,$*))_seed.o \
+		$(BUILD)/gen/$(firstword $(subst /, ,$*))_openapi.o $(LIB) $(CHECK_LIBS) $(LDLIBS_ALL)
 
 deps:
 	tests/harness/deps.sh

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cv/log.h"
+#include "cv/metrics.h"
 #include "cv/util.h"
 
 struct cv_db_pool {
@@ -261,6 +262,24 @@ void cv_db_pool_destroy(struct cv_db_pool *pool)
     free(pool);
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Time spent waiting for a free connection: a pool too small for the load shows here first. */
+static void observe_wait(double seconds)
+{
+    static const double buckets[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05,
+                                     0.1,    0.5,    1,     2.5,   5,    10};
+    cv_histogram_observe(cv_metrics_histogram("db_pool_wait_seconds",
+                                              "Time to acquire a database connection from the pool",
+                                              NULL, buckets, sizeof(buckets) / sizeof(buckets[0])),
+                         seconds);
+}
+
 /* Opens the circuit: callers fail fast for a while. Called with pool->lock held. */
 static void pool_trouble(struct cv_db_pool *pool, const char *why)
 {
@@ -273,6 +292,7 @@ static void pool_trouble(struct cv_db_pool *pool, const char *why)
 
 PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
 {
+    double started = seconds_now();
     options_ensure();
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -304,6 +324,7 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
         } else if (pthread_cond_timedwait(&pool->freed, &pool->lock, &until) == ETIMEDOUT &&
                    pool->nidle == 0) {
             pthread_mutex_unlock(&pool->lock);
+            observe_wait(seconds_now() - started); /* a wait that gave up counts too */
             snprintf(err->msg, sizeof(err->msg),
                      "no database connection free within %ld ms (all %u in use)", wait_ms,
                      pool->size);
@@ -316,6 +337,7 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
     PGconn *conn = pool->idle[--pool->nidle];
     pool->idle[pool->nidle] = NULL;
     pthread_mutex_unlock(&pool->lock);
+    observe_wait(seconds_now() - started);
 
     int64_t connecting = cv_monotonic_ms();
     if (conn && !conn_usable(conn)) {

@@ -8,10 +8,6 @@
 #include "cv/log.h"
 #include "kafka_int.h"
 
-struct cv_kafka_consumer {
-    rd_kafka_t *rk;
-};
-
 static void log_partitions(const char *what, const rd_kafka_topic_partition_list_t *parts)
 {
     char buf[512];
@@ -130,6 +126,7 @@ void cv_kafka_consumer_destroy(struct cv_kafka_consumer *c)
     if (err)
         cv_log_warn("kafka consumer: close: %s", rd_kafka_err2str(err));
     rd_kafka_destroy(c->rk);
+    cv_kafka_lag_free(c);
     free(c);
 }
 

@@ -15,4 +15,15 @@ rd_kafka_conf_t *cv_kafka_conf_new(const char *brokers, const char *client_id,
                                    const char *const *defaults, const char *const *extra,
                                    char *errstr, size_t errstr_size);
 
+struct cv_lag_series;
+
+struct cv_kafka_consumer {
+    rd_kafka_t *rk;
+    struct cv_lag_series *lag; /* consumer_lag_records series reported so far (kafka_lag.c) */
+    size_t nlag;
+};
+
+/* Forgets the lag series (the gauges themselves belong to the metrics registry). */
+void cv_kafka_lag_free(struct cv_kafka_consumer *c);
+
 #endif

@@ -596,8 +596,14 @@ static int setup_http(struct cv_service *svc)
         .after = http_after,
     };
     char errstr[512];
-    svc->http = cv_http_server_new(&hc, svc->def->routes, svc->def->nroutes, svc, service_ready,
-                                   errstr, sizeof(errstr));
+    size_t nroutes = 0;
+    svc->routes = cv_service_routes_with_openapi(svc->def->routes, svc->def->nroutes, &nroutes);
+    if (!svc->routes) {
+        cv_log_error("http: out of memory");
+        return -1;
+    }
+    svc->http =
+        cv_http_server_new(&hc, svc->routes, nroutes, svc, service_ready, errstr, sizeof(errstr));
     if (!svc->http) {
         cv_log_error("http: %s", errstr);
         return -1;
@@ -654,6 +660,7 @@ static void teardown(struct cv_service *svc)
         cv_http_server_set_draining(svc->http);
     cv_waiters_stop(svc->waiters);     /* waiting requests answer now, with the current state */
     cv_http_server_destroy(svc->http); /* waits for requests in flight */
+    free(svc->routes);
     cv_waiters_destroy(svc->waiters);
     cv_http_auth_destroy(svc->auth);
     cv_service_consumer_stop(svc); /* finishes its batch, commits, leaves the group */

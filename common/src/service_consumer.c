@@ -225,9 +225,7 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
             result = CV_RETRY;
         } else {
             result = CV_HANDLED;
-            cv_counter_add(cv_metrics_counter("consumer_dead_lettered_total",
-                                              "Records sent to the dead-letter topic", NULL),
-                           1);
+            cv_service_count_dead_letter(reason);
         }
     } else if (cv_db_exec(conn, "RELEASE SAVEPOINT record", 0, NULL, err) < 0) {
         result = CV_RETRY;
@@ -400,6 +398,18 @@ static void *consumer_main(void *arg)
     return NULL;
 }
 
+/* Lag is reported from a thread of its own: when the consumer loop is stuck (a batch retried,
+ * a statement waiting on a lock) is exactly when the lag must keep growing on /metrics. */
+static void *lag_main(void *arg)
+{
+    struct cv_service *svc = arg;
+    while (!svc->stop) {
+        cv_kafka_consumer_report_lag(svc->consumer);
+        cv_sleep_ms(1000, &svc->stop);
+    }
+    return NULL;
+}
+
 int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errstr_size)
 {
     const char *brokers = cv_config_str(svc->cfg, "KAFKA_BOOTSTRAP_SERVERS");
@@ -416,6 +426,7 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     char default_group[192];
     snprintf(default_group, sizeof(default_group), "%s%s",
              cv_config_str(svc->cfg, "TOPIC_PREFIX"), svc->def->name);
+    cv_service_dead_letter_metrics_init();
     svc->consumer = cv_kafka_consumer_new(brokers, group[0] ? group : default_group, client_id,
                                           (const char *const *)svc->consumes, extra, errstr,
                                           errstr_size);
@@ -423,6 +434,14 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
         return -1;
     if (pthread_create(&svc->consumer_thread, NULL, consumer_main, svc) != 0) {
         snprintf(errstr, errstr_size, "cannot start the consumer thread");
+        cv_kafka_consumer_destroy(svc->consumer);
+        svc->consumer = NULL;
+        return -1;
+    }
+    if (pthread_create(&svc->lag_thread, NULL, lag_main, svc) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the consumer lag thread");
+        svc->stop = 1;
+        pthread_join(svc->consumer_thread, NULL);
         cv_kafka_consumer_destroy(svc->consumer);
         svc->consumer = NULL;
         return -1;
@@ -436,6 +455,7 @@ void cv_service_consumer_stop(struct cv_service *svc)
     if (!svc->consumer_started)
         return;
     pthread_join(svc->consumer_thread, NULL);
+    pthread_join(svc->lag_thread, NULL);
     cv_kafka_consumer_destroy(svc->consumer); /* commits on revoke and leaves the group */
     svc->consumer = NULL;
     svc->consumer_started = 0;

@@ -17,10 +17,12 @@ struct cv_service {
     struct cv_outbox_relay *relay;
     struct cv_kafka_consumer *consumer;
     struct cv_http_server *http;
+    struct cv_http_route *routes; /* the service's routes and GET /openapi.json (owned) */
     struct cv_http_auth *auth; /* NULL: authentication off */
     struct cv_waiters *waiters; /* long polls; NULL without def->notify_channel */
     struct cv_counter *waits_refused;
     pthread_t consumer_thread;
+    pthread_t lag_thread; /* reports consumer lag every second, even while a batch is stuck */
     int consumer_started;
     volatile int consumer_running; /* the loop is polling */
     volatile int stop;
@@ -77,5 +79,16 @@ int cv_service_check_retention(struct cv_service *svc, const volatile int *give_
  * to the outbox on conn, in the open transaction (service_emit.c). */
 int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_message_t *msg,
                            const char *reason, struct cv_db_err *err);
+
+/* A copy of routes[0..n) followed by GET /openapi.json, which answers the embedded
+ * cv_service_openapi (service_openapi.c); *nout is set. Caller frees. NULL when out of memory. */
+struct cv_http_route *cv_service_routes_with_openapi(const struct cv_http_route *routes, size_t n,
+                                                     size_t *nout);
+
+/* Counts one dead letter in consumer_dead_lettered_total{reason=<kind>} (service_metrics.c). */
+void cv_service_count_dead_letter(const char *reason);
+/* Registers every kind at 0, so that the first dead letter is an increase Prometheus sees
+ * (a series that appears at 1 has no increase to compute). */
+void cv_service_dead_letter_metrics_init(void);
 
 #endif

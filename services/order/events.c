@@ -49,7 +49,9 @@ static int apply_answer(PGconn *conn, const struct cv_event *ev, const char *ord
                           " cancellation_status = CASE WHEN status = 'CANCELLING'"
                           "  THEN 'accepted' ELSE cancellation_status END,"
                           " updated_at = now()"
-                          " WHERE id = $1 AND NOT shipment_cancelled",
+                          " WHERE id = $1 AND NOT shipment_cancelled"
+                          " RETURNING status,"
+                          " extract(epoch FROM clock_timestamp() - created_at)",
                           2, params, err);
     else
         res = cv_db_query(conn,
@@ -60,6 +62,9 @@ static int apply_answer(PGconn *conn, const struct cv_event *ev, const char *ord
     if (!res)
         return -1;
     int changed = atoi(PQcmdTuples(res));
+    /* Only a CANCELLING order becomes CANCELLED here (the row was not shipment_cancelled). */
+    if (changed > 0 && PQnfields(res) == 2 && strcmp(PQgetvalue(res, 0, 0), "CANCELLED") == 0)
+        order_saga_observe("CANCELLED", atof(PQgetvalue(res, 0, 1)));
     PQclear(res);
     return changed;
 }

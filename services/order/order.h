@@ -30,6 +30,10 @@ json_t *order_store_page(PGconn *conn, const char *status, const char *customer_
 int order_store_advance(PGconn *conn, const char *id, const char *status, const char *from,
                         const char *reason, struct cv_db_err *err);
 
+/* Observes order_saga_seconds{status}: the time from the order's creation (OrderPlaced) to
+ * reaching status (saga_metrics.c). */
+void order_saga_observe(const char *status, double seconds);
+
 /* Records a customer's cancellation request of order id if its status allows one (PENDING,
  * CONFIRMED, SHIPMENT_SCHEDULED): the order becomes CANCELLING, or CANCELLED at once when its
  * shipment is known to be cancelled already. Returns rows changed (0 or 1) or -1 with err. */

@@ -67,11 +67,14 @@ int order_store_advance(PGconn *conn, const char *id, const char *status, const 
     PGresult *res = cv_db_query(conn,
                                 "UPDATE orders SET status = $2, reason = COALESCE($4, reason),"
                                 " updated_at = now()"
-                                " WHERE id = $1 AND status = ANY($3::text[])",
+                                " WHERE id = $1 AND status = ANY($3::text[])"
+                                " RETURNING extract(epoch FROM clock_timestamp() - created_at)",
                                 4, params, err);
     if (!res)
         return -1;
     int changed = atoi(PQcmdTuples(res));
+    if (changed > 0)
+        order_saga_observe(status, atof(PQgetvalue(res, 0, 0)));
     PQclear(res);
     return changed;
 }
@@ -87,11 +90,14 @@ int order_store_request_cancel(PGconn *conn, const char *id, const char *reason,
         " reason = CASE WHEN shipment_cancelled THEN $2 ELSE reason END,"
         " cancellation_status = CASE WHEN shipment_cancelled THEN 'accepted' ELSE 'requested' END,"
         " cancellation_requested_at = now(), updated_at = now()"
-        " WHERE id = $1 AND status IN ('PENDING', 'CONFIRMED', 'SHIPMENT_SCHEDULED')",
+        " WHERE id = $1 AND status IN ('PENDING', 'CONFIRMED', 'SHIPMENT_SCHEDULED')"
+        " RETURNING status, extract(epoch FROM clock_timestamp() - created_at)",
         2, params, err);
     if (!res)
         return -1;
     int changed = atoi(PQcmdTuples(res));
+    if (changed > 0)
+        order_saga_observe(PQgetvalue(res, 0, 0), atof(PQgetvalue(res, 0, 1)));
     PQclear(res);
     return changed;
 }

@@ -9,7 +9,8 @@ packages=(
     kcat postgresql-client maven default-jdk-headless wrk libcurl4-openssl-dev
     python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml python3-jwt
     python3-cryptography
-    clang libclang-rt-14-dev clang-tidy clang-format cppcheck shellcheck yamllint docker-compose debootstrap
+    clang libclang-rt-14-dev clang-tidy clang-format cppcheck shellcheck yamllint docker-compose
+    debootstrap prometheus
 )
 
 missing=()
@@ -22,6 +23,11 @@ done
 # own; Debian's kubernetes-client provides it where nothing else does.
 if ! command -v kubectl >/dev/null 2>&1; then
     missing+=(kubernetes-client)
+fi
+# npm (make lint installs the OpenAPI linter with it): Debian's npm, unless Node.js came with
+# one from elsewhere (NodeSource's nodejs includes npm and conflicts with Debian's package).
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
 fi
 # A Docker engine for make compose-test: Debian's docker.io, unless one is installed already
 # (Docker's own docker-ce packages conflict with it).

@@ -20,6 +20,7 @@ NOT_YET_FORMATTED=(
     common/src/kafka_security.c
     common/src/outbox_relay.c
     common/src/service_consumer.c
+    common/src/service_openapi.c
     common/src/service_int.h
     services/inventory/events.c
     services/inventory/inventory.h
@@ -27,6 +28,7 @@ NOT_YET_FORMATTED=(
     services/order/events.c
     services/order/http_orders.c
     services/order/order.h
+    services/order/saga_metrics.c
     services/order/store.c
     services/shipping/events.c
     services/shipping/http_shipments.c

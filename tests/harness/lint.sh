@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Static analysis of the C sources: formatting (format.sh), clang-tidy (with the compiler flags
-# the build uses) and cppcheck. Fails on any finding. Checks left out give false positives on idioms used on
+# the build uses) and cppcheck; and the OpenAPI documents of docs/openapi with Redocly CLI
+# (installed from the npm registry, at a pinned version, into $BUILD/tools/openapi-lint: nothing
+# global). Fails on any finding. Checks left out give false positives on idioms used on
 # purpose here (calloc(n, sizeof(*p)) of pointer arrays, counted memcpy into a sized buffer).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -31,4 +33,19 @@ if ! cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performanc
     status=1
 fi
 echo "lint: cppcheck done"
+
+redocly_version=1.34.7
+tools="$BUILD/tools/openapi-lint"
+if [ "$(cat "$tools/version" 2>/dev/null)" != "$redocly_version" ]; then
+    rm -rf "$tools"
+    mkdir -p "$tools"
+    npm install --prefix "$tools" --no-audit --no-fund --loglevel=error \
+        "@redocly/cli@$redocly_version" >&2
+    echo "$redocly_version" >"$tools/version"
+fi
+if ! REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true "$tools/node_modules/.bin/redocly" \
+    lint --config docs/openapi/redocly.yaml --format=summary docs/openapi/*.json; then
+    status=1
+fi
+echo "lint: openapi done"
 exit "$status"

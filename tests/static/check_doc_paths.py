@@ -6,10 +6,10 @@
 Looked at: markdown link targets that are not URLs, and `code spans` that look like a path of
 the repository (contain a slash, or end in a source or document extension). A name with a
 slash must exist from the repository root, from the document's directory, or as the tail of a
-tracked path (`order/events.c`); a bare file name (`outbox_relay.c`) must be the name of a
-tracked file. `file::test_name` must name a test defined in that file. Globs, placeholders
-(<x>, NAME), URLs, media types, files the tools write at run time (run/, build*/, the
-generated client properties), image names and command lines are skipped. Prints one line per
+tracked path (`order/events.c`); a bare name (`outbox_relay.c`, `grafana/`) must be the name
+of a tracked file or directory. `file::test_name` must name a test defined in that file.
+Globs, placeholders (<x>, NAME), URLs, media types, files the tools write at run time (run/,
+build*/, the generated client properties), image names and command lines are skipped. Prints one line per
 dangling reference; exits 1 if there is any.
 """
 
@@ -51,9 +51,9 @@ def main(argv):
     docs = argv[1:] or ["README.md"] + sorted(
         os.path.join("docs", f) for f in os.listdir("docs") if f.endswith(".md"))
     files = tracked()
-    names = {os.path.basename(p) for p in files}
     dirs = {os.path.dirname(p) for p in files}
     dirs |= {d[:i] for d in dirs for i in range(len(d)) if d[i] == "/"}
+    names = {os.path.basename(p) for p in files} | {os.path.basename(d) for d in dirs}
     everything = set(files) | dirs
     problems = 0
     for doc in docs:

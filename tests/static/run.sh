@@ -15,10 +15,14 @@
 #                its file (tests/static/check_doc_paths.py)
 #   scripts      `shellcheck -x` (sourced files followed, from the repository root) on every
 #                *.sh of the repository (tracked, or untracked and not ignored)
-#   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker, .ci and
-#                tests/compose, with the configuration .yamllint
+#   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker,
+#                deploy/observability, .ci and tests/compose, with the configuration .yamllint
+#   observability  deploy/observability: `promtool check config` on both scrape configurations,
+#                `promtool check rules` and `promtool test rules` on the alerts, the compose
+#                override with the observability profile, and the dashboard's JSON
 #   BUILD   build directory holding bin/<name>-service, read by the env checks [build]
-# Needs: docker-compose (v1 is enough), kubectl, shellcheck, yamllint, python3 with PyYAML,
+# Needs: docker-compose (v1 is enough), kubectl, shellcheck, yamllint, promtool (Debian's
+# prometheus), python3 with PyYAML,
 # git, and the service binaries (make).
 set -uo pipefail
 
@@ -83,10 +87,22 @@ for f in "${scripts[@]}"; do
 done
 
 mapfile -t yamls < <(repo_files docker-compose.yml .yamllint 'deploy/k8s/*.yaml' 'deploy/k8s/*.yml' \
-    'deploy/docker/*.yaml' 'deploy/docker/*.yml' '.ci/*.yaml' '.ci/*.yml' 'tests/compose/*.yml')
+    'deploy/docker/*.yaml' 'deploy/docker/*.yml' 'deploy/observability/*.yml' '.ci/*.yaml' \
+    '.ci/*.yml' 'tests/compose/*.yml')
 for f in "${yamls[@]}"; do
     check "yamllint: $f" yamllint --strict -c .yamllint "$f"
 done
+
+obs=deploy/observability
+check "promtool: check config $obs/prometheus.yml" promtool check config "$obs/prometheus.yml"
+check "promtool: check config $obs/prometheus-compose.yml" \
+    promtool check config "$obs/prometheus-compose.yml"
+check "promtool: check rules $obs/alerts.yml" promtool check rules "$obs/alerts.yml"
+check "promtool: test rules $obs/alerts_test.yml" promtool test rules "$obs/alerts_test.yml"
+check "compose: tools and observability profiles" docker-compose -f docker-compose.yml \
+    --profile tools --profile observability config -q
+check "json: $obs/grafana/dashboards/conveyor.json" \
+    /usr/bin/python3 -m json.tool "$obs/grafana/dashboards/conveyor.json" /dev/null
 
 echo "static: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

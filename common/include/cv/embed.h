@@ -28,4 +28,8 @@ extern const size_t cv_service_migrations_count;
 extern const struct cv_embedded_file cv_service_seed[];
 extern const size_t cv_service_seed_count;
 
+/* The service's OpenAPI document, docs/openapi/<name>.json (one entry), served at /openapi.json. */
+extern const struct cv_embedded_file cv_service_openapi[];
+extern const size_t cv_service_openapi_count;
+
 #endif

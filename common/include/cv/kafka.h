@@ -116,6 +116,11 @@ int cv_kafka_consumer_commit(struct cv_kafka_consumer *c, char *errstr, size_t e
 /* Number of partitions currently assigned to this member. */
 int cv_kafka_consumer_assigned(struct cv_kafka_consumer *c);
 
+/* Sets consumer_lag_records{topic,partition} for each assigned partition: the high watermark
+ * of the last fetch minus this member's position, both known locally (no broker round trip).
+ * Partitions no longer assigned are set to 0: their lag is reported by their new owner. */
+void cv_kafka_consumer_report_lag(struct cv_kafka_consumer *c);
+
 /* Creates the topics (NULL-terminated) that do not exist yet, with partitions partitions and
  * replication_factor replicas, through any client handle. Existing topics are left as they
  * are. 0, or -1 with errstr. */

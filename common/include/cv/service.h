@@ -110,6 +110,10 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
                     const json_t *data, const char *correlation_id, const struct cv_event *cause,
                     char *event_id_out, struct cv_db_err *err);
 
+/* The bounded kind of a dead letter's reason, the label of consumer_dead_lettered_total:
+ * unknown_schema, undecodable, held_back, database, rejected (by a handler) or other. */
+const char *cv_service_dead_letter_kind(const char *reason);
+
 /* Maps a failed database call inside a handler to the handler's result: CV_RETRY when err is
  * transient, otherwise CV_REJECT with err's message in reason. */
 enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *reason,

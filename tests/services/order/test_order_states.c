@@ -4,6 +4,7 @@
  * its consumer. */
 #include "events.c"
 #include "store.c"
+#include "saga_metrics.c"
 
 #include "services/statemachine.h"
 
