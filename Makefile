@@ -4,7 +4,7 @@
 #   make asan       the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make compose-test  docker-compose.yml for real: scaled, replicas killed, down and up again
 #   make up / down  run the whole system natively / stop it (REPLICAS="inventory=3 shipping=2")
-#   make lint       clang-tidy and cppcheck
+#   make lint       formatting (clang-format), clang-tidy and cppcheck
 #   make bench      benchmarks that print figures
 #   make fuzz       coverage-guided fuzzing of the input parsers (FUZZ_SECONDS per harness)
 

@@ -64,16 +64,8 @@ static char *declared_name(const json_t *j)
 {
     const char *name = json_string_value(json_object_get(j, "name"));
     const char *ns = json_string_value(json_object_get(j, "namespace"));
-    char *full;
 
-    if (name == NULL)
-        return NULL;
-    if (strchr(name, '.') != NULL || ns == NULL || ns[0] == '\0')
-        return strdup(name);
-    full = malloc(strlen(ns) + strlen(name) + 2);
-    if (full != NULL)
-        sprintf(full, "%s.%s", ns, name);
-    return full;
+    return name != NULL ? cv_avro_full_name(name, ns) : NULL;
 }
 
 static void catalog_clear(void)
@@ -204,7 +196,7 @@ int cv_avro_catalog_load(char *errstr, size_t errstr_size)
 
     pthread_mutex_lock(&catalog_lock);
     if (atomic_load(&catalog_loaded))
-        goto done;
+        goto cleanup;
     /* The current versions first, so that lookups meet them before any release. */
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         for (i = 0; cv_schema_files[i].path != NULL && rc == 0; i = next) {
@@ -224,7 +216,7 @@ int cv_avro_catalog_load(char *errstr, size_t errstr_size)
         catalog_clear();
     else
         atomic_store(&catalog_loaded, 1);
-done:
+cleanup:
     pthread_mutex_unlock(&catalog_lock);
     return rc;
 }

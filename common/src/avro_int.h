@@ -79,6 +79,10 @@ int cv_avro_tree_parse(const json_t *json, int flags, struct cv_avro_tree *tree,
 void cv_avro_tree_free(struct cv_avro_tree *tree);
 /* "int", "record", ... */
 const char *cv_avro_kind_name(enum cv_avro_kind kind);
+/* The full name of name in namespace ns: name itself when it already has a dot or ns is NULL or
+ * "" (the null namespace), else "ns.name". malloc'd; NULL when out of memory. The one place the
+ * Avro code joins names (parser, schema builder and catalog alike). */
+char *cv_avro_full_name(const char *name, const char *ns);
 
 /* avro_canonical.c: Parsing Canonical Form of a tree; malloc'd, NULL if out of memory. */
 char *cv_avro_tree_canonical(const struct cv_avro_node *root);

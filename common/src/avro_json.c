@@ -1,13 +1,13 @@
 /* Event JSON -> avro-c value, the encoding half of the codec: checks every field against our
  * schema tree, fills the defaults the schema declares (avro-c applies none), and names the path
  * of the first problem. Also base64, our JSON shape for bytes and fixed. */
-#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "avro_int.h"
+#include "cv/util.h"
 
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -79,22 +79,6 @@ unsigned char *cv_avro_base64_decode(const char *text, size_t text_len, size_t *
     }
     *out_len = o;
     return out;
-}
-
-/* 8-4-4-4-12 hexadecimal digits. */
-static int is_uuid(const char *s, size_t len)
-{
-    if (len != 36)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return 0;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 /* What the JSON for n looks like, for "expected ..." messages. */
@@ -334,7 +318,7 @@ static int to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t 
             rc = avro_value_set_double(value, json_number_value(j));
         break;
     case CV_AVRO_STRING:
-        if (n->is_uuid && !is_uuid(json_string_value(j), json_string_length(j))) {
+        if (n->is_uuid && !(json_string_length(j) == 36 && cv_uuid_valid(json_string_value(j)))) {
             cv_avro_path_error(path, errstr, errstr_size, "expected uuid string");
             return -1;
         }

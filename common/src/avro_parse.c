@@ -147,22 +147,21 @@ static struct cv_avro_node *find_named(struct parse_ctx *ctx, const char *full_n
     return NULL;
 }
 
-/* "ns" + "." + "name", or a copy of name when ns is NULL. */
-static char *join_name(const char *ns, const char *name)
+char *cv_avro_full_name(const char *name, const char *ns)
 {
-    size_t nslen = ns != NULL ? strlen(ns) : 0;
-    size_t len = strlen(name);
-    char *full = malloc(nslen + 1 + len + 1);
+    size_t nslen, len;
+    char *full;
 
+    if (strchr(name, '.') != NULL || ns == NULL || ns[0] == '\0')
+        return strdup(name);
+    nslen = strlen(ns);
+    len = strlen(name);
+    full = malloc(nslen + 1 + len + 1);
     if (full == NULL)
         return NULL;
-    if (ns != NULL) {
-        memcpy(full, ns, nslen);
-        full[nslen] = '.';
-        memcpy(full + nslen + 1, name, len + 1);
-    } else {
-        memcpy(full, name, len + 1);
-    }
+    memcpy(full, ns, nslen);
+    full[nslen] = '.';
+    memcpy(full + nslen + 1, name, len + 1);
     return full;
 }
 
@@ -173,7 +172,7 @@ static struct cv_avro_node *resolve_reference(struct parse_ctx *ctx, const char 
     struct cv_avro_node *n = NULL;
 
     if (strchr(name, '.') == NULL && ns != NULL) {
-        char *full = join_name(ns, name);
+        char *full = cv_avro_full_name(name, ns);
         if (full == NULL) {
             parse_error(ctx, "out of memory");
             return NULL;
@@ -215,7 +214,7 @@ static int parse_aliases(struct parse_ctx *ctx, const json_t *j, const char *ns,
             parse_error(ctx, "invalid alias");
             return -1;
         }
-        aliases[i] = qualify && strchr(alias, '.') == NULL ? join_name(ns, alias) : strdup(alias);
+        aliases[i] = qualify ? cv_avro_full_name(alias, ns) : strdup(alias);
         if (aliases[i] == NULL) {
             parse_error(ctx, "out of memory");
             return -1;
@@ -430,14 +429,14 @@ static struct cv_avro_node *parse_named(struct parse_ctx *ctx, const json_t *j, 
     if (strchr(name, '.') != NULL)
         full = strdup(name);
     else if (json_is_string(nsj) && json_string_length(nsj) > 0)
-        full = join_name(json_string_value(nsj), name);
+        full = cv_avro_full_name(name, json_string_value(nsj));
     else if (nsj != NULL && !json_is_null(nsj) && !json_is_string(nsj)) {
         parse_error(ctx, "namespace of %s is not a string", name);
         return NULL;
     } else if (json_is_string(nsj))
         full = strdup(name); /* "namespace": "" is the null namespace */
     else
-        full = join_name(ns, name);
+        full = cv_avro_full_name(name, ns);
     if (full == NULL) {
         parse_error(ctx, "out of memory");
         return NULL;
@@ -486,6 +485,22 @@ static char *namespace_of(const struct cv_avro_node *n, int *oom)
     if (ns == NULL)
         *oom = 1;
     return ns;
+}
+
+/* The aliases of named type n (an enum or a fixed), qualified in n's namespace. 0, or -1 after
+ * parse_error. */
+static int parse_own_aliases(struct parse_ctx *ctx, struct cv_avro_node *n, const json_t *j)
+{
+    int oom, rc;
+    char *ns = namespace_of(n, &oom);
+
+    if (oom) {
+        parse_error(ctx, "out of memory");
+        return -1;
+    }
+    rc = parse_aliases(ctx, json_object_get(j, "aliases"), ns, 1, &n->aliases);
+    free(ns);
+    return rc;
 }
 
 static int parse_record(struct parse_ctx *ctx, struct cv_avro_node *n, const json_t *j, int depth)
@@ -559,17 +574,9 @@ static int parse_enum(struct parse_ctx *ctx, struct cv_avro_node *n, const json_
 {
     const json_t *symbols = json_object_get(j, "symbols");
     const json_t *dflt = json_object_get(j, "default");
-    int oom;
-    char *ns = namespace_of(n, &oom);
-    int rc = parse_aliases(ctx, json_object_get(j, "aliases"), ns, 1, &n->aliases);
     size_t i, k;
 
-    free(ns);
-    if (oom) {
-        parse_error(ctx, "out of memory");
-        return -1;
-    }
-    if (rc != 0)
+    if (parse_own_aliases(ctx, n, j) != 0)
         return -1;
     if (!json_is_array(symbols) || json_array_size(symbols) == 0) {
         parse_error(ctx, "enum %s has no symbols", n->full_name);
@@ -611,16 +618,8 @@ static int parse_enum(struct parse_ctx *ctx, struct cv_avro_node *n, const json_
 static int parse_fixed(struct parse_ctx *ctx, struct cv_avro_node *n, const json_t *j)
 {
     const json_t *size = json_object_get(j, "size");
-    int oom;
-    char *ns = namespace_of(n, &oom);
-    int rc = parse_aliases(ctx, json_object_get(j, "aliases"), ns, 1, &n->aliases);
 
-    free(ns);
-    if (oom) {
-        parse_error(ctx, "out of memory");
-        return -1;
-    }
-    if (rc != 0)
+    if (parse_own_aliases(ctx, n, j) != 0)
         return -1;
     if (!json_is_integer(size) || json_integer_value(size) < 0 ||
         json_integer_value(size) > CV_AVRO_MAX_VALUE) {

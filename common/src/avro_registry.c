@@ -55,12 +55,23 @@ struct cv_avro_registry *cv_avro_registry_new(const struct cv_avro_registry_conf
         return NULL;
     }
     reg->url = strdup(url);
-    size_t n = strlen(reg->url);
-    while (n > 0 && reg->url[n - 1] == '/')
-        reg->url[--n] = '\0';
     reg->user = dup_or_null(conf->user);
     reg->password = dup_or_null(conf->password);
     reg->ca_file = dup_or_null(conf->ca_file);
+    if (!reg->url || (!reg->user && conf->user && *conf->user) ||
+        (!reg->password && conf->password && *conf->password) ||
+        (!reg->ca_file && conf->ca_file && *conf->ca_file)) {
+        snprintf(errstr, errstr_size, "out of memory");
+        free(reg->url);
+        free(reg->user);
+        free(reg->password);
+        free(reg->ca_file);
+        free(reg);
+        return NULL;
+    }
+    size_t n = strlen(reg->url);
+    while (n > 0 && reg->url[n - 1] == '/')
+        reg->url[--n] = '\0';
     reg->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 5000;
     pthread_mutex_init(&reg->lock, NULL);
     return reg;
@@ -81,8 +92,7 @@ void cv_avro_registry_destroy(struct cv_avro_registry *reg)
     free(reg);
 }
 
-int cv_avro_registry_subject(const char *topic, const struct cv_schema *s, char *buf,
-                             size_t size)
+int cv_avro_registry_subject(const char *topic, const struct cv_schema *s, char *buf, size_t size)
 {
     int n = snprintf(buf, size, "%s-%s", topic, cv_avro_schema_full_name(s));
     return n < 0 || (size_t)n >= size ? -1 : 0;
@@ -112,8 +122,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 /* One request: method GET (body NULL) or POST (body JSON). On an HTTP answer returns 0 with
  * *status and *out (the parsed JSON body or NULL; caller json_decref's). Without one (no
  * connection, timeout, TLS failure) returns -1 with errstr. */
-static int request(struct cv_avro_registry *reg, const char *path, const char *body,
-                   long *status, json_t **out, char *errstr, size_t errstr_size)
+static int request(struct cv_avro_registry *reg, const char *path, const char *body, long *status,
+                   json_t **out, char *errstr, size_t errstr_size)
 {
     *out = NULL;
     CURL *curl = curl_easy_init();
@@ -133,8 +143,8 @@ static int request(struct cv_avro_registry *reg, const char *path, const char *b
     headers = curl_slist_append(headers, "Accept: application/vnd.schemaregistry.v1+json, "
                                          "application/json");
     if (body)
-        headers = curl_slist_append(headers,
-                                    "Content-Type: application/vnd.schemaregistry.v1+json");
+        headers =
+            curl_slist_append(headers, "Content-Type: application/vnd.schemaregistry.v1+json");
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
@@ -214,8 +224,8 @@ static void keep_old_id(const struct cv_schema *s, uint32_t old_id)
 }
 
 int cv_avro_registry_register(struct cv_avro_registry *reg, const char *subject,
-                              const struct cv_schema *s, uint32_t *id, int *transient,
-                              char *errstr, size_t errstr_size)
+                              const struct cv_schema *s, uint32_t *id, int *transient, char *errstr,
+                              size_t errstr_size)
 {
     int dummy;
     if (!transient)
@@ -266,8 +276,7 @@ cleanup:
 }
 
 const struct cv_schema *cv_avro_registry_lookup(struct cv_avro_registry *reg, uint32_t id,
-                                                int *transient, char *errstr,
-                                                size_t errstr_size)
+                                                int *transient, char *errstr, size_t errstr_size)
 {
     int dummy;
     if (!transient)

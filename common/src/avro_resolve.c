@@ -1,7 +1,7 @@
-/* Schema resolution, ours because avro-c's is unsafe (see PITFALLS.md): a value decoded with
- * the writer's schema becomes JSON shaped by the reader's schema (fields by name or alias,
- * reader defaults for fields the writer lacks, writer-only fields dropped, promotions), and the
- * same rules decide statically whether a writer/reader pair is compatible. */
+/* Schema resolution, ours because avro-c's is unsafe (see docs/dependencies.md): a value
+ * decoded with the writer's schema becomes JSON shaped by the reader's schema (fields by name or
+ * alias, reader defaults for fields the writer lacks, writer-only fields dropped, promotions),
+ * and the same rules decide statically whether a writer/reader pair is compatible. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -25,19 +25,6 @@ static int is_primitive(const char *s)
     return 0;
 }
 
-/* Full name of a reference or a definition's name in namespace ns (NULL: none); malloc'd. */
-static char *full_name_in(const char *name, const char *ns)
-{
-    char *full;
-
-    if (strchr(name, '.') != NULL || ns == NULL || ns[0] == '\0')
-        return strdup(name);
-    full = malloc(strlen(ns) + strlen(name) + 2);
-    if (full != NULL)
-        sprintf(full, "%s.%s", ns, name);
-    return full;
-}
-
 /* The namespace a definition gives its insides; malloc'd, NULL for the null namespace. */
 static char *inner_namespace(const json_t *j, const char *ns)
 {
@@ -87,7 +74,7 @@ static json_t *expand_named(struct expand_ctx *ctx, const json_t *j, const char 
         free(inner);
         return json_deep_copy(j); /* the tree parser reports it */
     }
-    full = full_name_in(name, inner);
+    full = cv_avro_full_name(name, inner);
     if (full == NULL || json_object_set_new(ctx->defined, full, json_true()) != 0)
         goto cleanup;
     out = json_deep_copy(j);
@@ -121,7 +108,7 @@ static json_t *expand_reference(struct expand_ctx *ctx, const json_t *j, const c
 {
     const char *name = json_string_value(j);
     const json_t *def = NULL;
-    char *full = full_name_in(name, ns);
+    char *full = cv_avro_full_name(name, ns);
 
     if (full == NULL)
         return NULL;
@@ -264,19 +251,19 @@ struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared,
     ctx.defined = json_object();
     if (ctx.defined == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
+        goto cleanup;
     }
     snprintf(errstr, errstr_size, "out of memory");
     expanded = expand(&ctx, json, NULL, 0);
     if (expanded == NULL)
-        goto fail;
+        goto cleanup;
     if (cv_avro_tree_parse(expanded, 0, &s->tree, errstr, errstr_size) != 0)
-        goto fail;
+        goto cleanup;
     s->canonical = cv_avro_tree_canonical(s->tree.root);
     s->json = json_dumps(expanded, JSON_COMPACT | JSON_ENCODE_ANY);
     if (s->canonical == NULL || s->json == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
+        goto cleanup;
     }
     s->fingerprint = cv_avro_crc64(s->canonical, strlen(s->canonical));
     if (s->tree.root->full_name != NULL) {
@@ -291,24 +278,24 @@ struct cv_schema *cv_avro_schema_build(const json_t *json, const json_t *shared,
     if (rc != 0) {
         snprintf(errstr, errstr_size, "avro-c refuses %s: %s", s->full_name, avro_strerror());
         s->avro = NULL;
-        goto fail;
+        goto cleanup;
     }
     seen = json_object();
     if (seen == NULL || !same_shape(s->tree.root, s->avro, seen, 0)) {
         snprintf(errstr, errstr_size, "avro-c reads %s differently", s->full_name);
-        goto fail;
+        goto cleanup;
     }
     s->iface = avro_generic_class_from_schema(s->avro);
     if (s->iface == NULL) {
         snprintf(errstr, errstr_size, "avro-c value class for %s: %s", s->full_name,
                  avro_strerror());
-        goto fail;
+        goto cleanup;
     }
     json_decref(seen);
     json_decref(expanded);
     json_decref(ctx.defined);
     return s;
-fail:
+cleanup:
     json_decref(seen);
     json_decref(expanded);
     json_decref(ctx.defined);

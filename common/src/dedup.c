@@ -16,8 +16,7 @@ static int claim(PGconn *conn, const char *sql, const char *consumer, const char
     return inserted;
 }
 
-int cv_dedup_claim(PGconn *conn, const char *consumer, const char *event_id,
-                   struct cv_db_err *err)
+int cv_dedup_claim(PGconn *conn, const char *consumer, const char *event_id, struct cv_db_err *err)
 {
     return claim(conn,
                  "INSERT INTO processed_events (consumer, event_id)"

@@ -57,12 +57,12 @@ struct cv_http_auth *cv_http_auth_new(const struct cv_http_auth_config *cfg, cha
     auth->keys = cfg->keys;
     if (cv_jwt_keys_count(cfg->keys) == 0) {
         snprintf(errstr, errstr_size, "no verification key configured");
-        goto fail;
+        goto cleanup;
     }
     if (cfg->issuer == NULL || cfg->issuer[0] == '\0' || cfg->audience == NULL ||
         cfg->audience[0] == '\0') {
         snprintf(errstr, errstr_size, "issuer and audience are required");
-        goto fail;
+        goto cleanup;
     }
     auth->issuer = strdup(cfg->issuer);
     auth->audience = strdup(cfg->audience);
@@ -73,7 +73,7 @@ struct cv_http_auth *cv_http_auth_new(const struct cv_http_auth_config *cfg, cha
     auth->slots = calloc(RATE_SLOTS, sizeof(*auth->slots));
     if (!auth->issuer || !auth->audience || !auth->roles_claim || !auth->slots) {
         snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
+        goto cleanup;
     }
     pthread_mutex_init(&auth->rate_lock, NULL);
     auth->refused_401 = cv_metrics_counter("http_auth_refused_total",
@@ -86,7 +86,7 @@ struct cv_http_auth *cv_http_auth_new(const struct cv_http_auth_config *cfg, cha
                                            "Requests refused by authentication or authorisation.",
                                            "status=\"429\"");
     return auth;
-fail:
+cleanup:
     cv_jwt_keys_destroy(auth->keys);
     free(auth->issuer);
     free(auth->audience);
@@ -121,7 +121,8 @@ static unsigned claim_roles(json_t *claim)
     if (json_is_array(claim)) {
         size_t i;
         json_t *v;
-        json_array_foreach(claim, i, v) {
+        json_array_foreach(claim, i, v)
+        {
             if (json_is_string(v))
                 roles |= cv_http_auth_role(json_string_value(v));
         }

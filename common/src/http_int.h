@@ -41,9 +41,9 @@ struct cv_http_compiled_route {
     cv_http_handler handler;
     struct cv_http_segment *segs;
     size_t nsegs;
-    int builtin;                         /* handler gets the server, not the app, as app */
-    unsigned access;                     /* CV_HTTP_OPEN or CV_ROLE_* bits */
-    struct cv_histogram *duration;       /* http_request_duration_seconds{route} */
+    int builtin;                   /* handler gets the server, not the app, as app */
+    unsigned access;               /* CV_HTTP_OPEN or CV_ROLE_* bits */
+    struct cv_histogram *duration; /* http_request_duration_seconds{route} */
 };
 
 struct cv_http_request {
@@ -66,7 +66,7 @@ struct cv_http_request {
     size_t discarded; /* bytes read and dropped after the body went over the limit */
     int too_large;
 
-    int probe;            /* arrived on the probe port: built-in routes only */
+    int probe; /* arrived on the probe port: built-in routes only */
 
     /* Set by the auth check (http_auth.c) before the handler runs. */
     struct cv_http_principal principal;

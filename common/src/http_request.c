@@ -130,15 +130,15 @@ json_t *cv_http_json_body(struct cv_http_request *req, struct cv_http_response *
         snprintf(detail, sizeof(detail), "line %d, column %d: %s", jerr.line, jerr.column,
                  jerr.text);
         /* Also as members, for clients that point at the spot. */
-        cv_http_reply_problem_with(resp, 400, "Malformed JSON", detail, NULL,
-                                   json_pack("{s:i, s:i}", "line", jerr.line, "column",
-                                             jerr.column));
+        cv_http_reply_problem_with(
+            resp, 400, "Malformed JSON", detail, NULL,
+            json_pack("{s:i, s:i}", "line", jerr.line, "column", jerr.column));
         return NULL;
     }
     if (!json_is_object(v)) {
-        const char *what = json_is_array(v)    ? "an array"
-                           : json_is_string(v) ? "a string"
-                           : json_is_null(v)   ? "null"
+        const char *what = json_is_array(v)     ? "an array"
+                           : json_is_string(v)  ? "a string"
+                           : json_is_null(v)    ? "null"
                            : json_is_boolean(v) ? "a boolean"
                                                 : "a number";
         char detail[64];

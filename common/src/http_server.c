@@ -51,9 +51,9 @@ static void handle_readyz(struct cv_http_request *req, struct cv_http_response *
         return;
     }
     char reason[256] = "";
-    int ok = srv->ready_cache_ms ? cv_http_ready_cached(srv, reason, sizeof(reason))
-                                 : srv->ready == NULL || srv->ready(srv->app, reason,
-                                                                    sizeof(reason));
+    int ok = srv->ready_cache_ms
+                 ? cv_http_ready_cached(srv, reason, sizeof(reason))
+                 : srv->ready == NULL || srv->ready(srv->app, reason, sizeof(reason));
     if (!ok) {
         cv_http_reply_problem(resp, 503, "Not Ready", reason[0] ? reason : "not ready", NULL);
         return;
@@ -93,14 +93,15 @@ static int route_compile(struct cv_http_compiled_route *r, char *errstr, size_t 
 {
     const char *pattern = r->pattern;
     if (pattern == NULL || pattern[0] != '/' || r->method == NULL || r->handler == NULL) {
-        snprintf(errstr, errstr_size, "route %s %s: needs a method, a handler and a pattern "
-                 "starting with '/'", r->method ? r->method : "(null)",
-                 pattern ? pattern : "(null)");
+        snprintf(errstr, errstr_size,
+                 "route %s %s: needs a method, a handler and a pattern "
+                 "starting with '/'",
+                 r->method ? r->method : "(null)", pattern ? pattern : "(null)");
         return -1;
     }
     r->segs = calloc(CV_HTTP_MAX_SEGMENTS, sizeof(*r->segs));
     if (r->segs == NULL)
-        goto oom;
+        goto cleanup;
     const char *p = pattern + 1;
     for (;;) {
         size_t n = strcspn(p, "/");
@@ -124,13 +125,13 @@ static int route_compile(struct cv_http_compiled_route *r, char *errstr, size_t 
             seg->text = strndup(p, n);
         }
         if (seg->text == NULL)
-            goto oom;
+            goto cleanup;
         r->nsegs++;
         if (p[n] == '\0')
             return 0;
         p += n + 1;
     }
-oom:
+cleanup:
     snprintf(errstr, errstr_size, "route %s: out of memory", pattern);
     return -1;
 }
@@ -231,8 +232,7 @@ static void record_metrics(struct cv_http_server *srv, struct cv_http_request *r
     cv_metrics_label_append(labels, sizeof(labels), "route",
                             req->route ? req->route->pattern : "unmatched");
     cv_metrics_label_append(labels, sizeof(labels), "status", status);
-    cv_counter_add(cv_metrics_counter("http_requests_total", "HTTP requests answered.", labels),
-                   1);
+    cv_counter_add(cv_metrics_counter("http_requests_total", "HTTP requests answered.", labels), 1);
 }
 
 /* ---- libmicrohttpd callbacks ---- */
@@ -336,8 +336,8 @@ static enum MHD_Result handle_access(struct cv_http_server *srv, int probe,
             return MHD_YES;
         }
         route_request(srv, req);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL) {
             char *end;
             errno = 0;
@@ -357,8 +357,8 @@ static enum MHD_Result handle_access(struct cv_http_server *srv, int probe,
     }
     if (*upload_data_size > 0) {
         if (!req->too_large && !req->resp.out_of_memory) {
-            int rc = cv_http_request_append_body(req, upload_data, *upload_data_size,
-                                                 srv->max_body);
+            int rc =
+                cv_http_request_append_body(req, upload_data, *upload_data_size, srv->max_body);
             if (rc == -2)
                 req->resp.out_of_memory = 1;
         }
@@ -436,14 +436,13 @@ static int register_metrics(struct cv_http_server *srv)
         char labels[512] = "";
         if (cv_metrics_label_append(labels, sizeof(labels), "route", srv->routes[i].pattern) < 0)
             return -1;
-        srv->routes[i].duration = cv_metrics_histogram(
-            "http_request_duration_seconds", "Time from request headers to reply sent.", labels,
-            NULL, 0);
+        srv->routes[i].duration =
+            cv_metrics_histogram("http_request_duration_seconds",
+                                 "Time from request headers to reply sent.", labels, NULL, 0);
     }
-    srv->unmatched_duration =
-        cv_metrics_histogram("http_request_duration_seconds",
-                             "Time from request headers to reply sent.", "route=\"unmatched\"",
-                             NULL, 0);
+    srv->unmatched_duration = cv_metrics_histogram("http_request_duration_seconds",
+                                                   "Time from request headers to reply sent.",
+                                                   "route=\"unmatched\"", NULL, 0);
     srv->in_flight_gauge = cv_metrics_gauge("http_requests_in_flight",
                                             "HTTP requests being received, handled or sent.", NULL);
     srv->suspended_gauge = cv_metrics_gauge(
@@ -490,8 +489,8 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
     const char *address = cfg->bind_address ? cfg->bind_address : "0.0.0.0";
     unsigned threads = cfg->threads ? cfg->threads : DEFAULT_THREADS;
     unsigned limit = cfg->connection_limit ? cfg->connection_limit : DEFAULT_CONNECTION_LIMIT;
-    unsigned timeout = cfg->connection_timeout_s ? cfg->connection_timeout_s
-                                                 : DEFAULT_CONNECTION_TIMEOUT_S;
+    unsigned timeout =
+        cfg->connection_timeout_s ? cfg->connection_timeout_s : DEFAULT_CONNECTION_TIMEOUT_S;
     if (cfg->port < 0 || cfg->port > 65535) {
         snprintf(errstr, errstr_size, "http: port %d out of range", cfg->port);
         return NULL;
@@ -571,16 +570,18 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
         r->access = src->access;
         srv->nroutes++;
         if ((r->access & (CV_HTTP_OPEN | CV_ROLES_ANY)) == 0) {
-            snprintf(errstr, errstr_size, "http: route %s %s states no access (CV_HTTP_OPEN or "
-                     "roles)", r->method, r->pattern);
-            goto fail;
+            snprintf(errstr, errstr_size,
+                     "http: route %s %s states no access (CV_HTTP_OPEN or "
+                     "roles)",
+                     r->method, r->pattern);
+            goto cleanup;
         }
         if (route_compile(r, errstr, errstr_size) < 0)
-            goto fail;
+            goto cleanup;
     }
     if (register_metrics(srv) < 0) {
         snprintf(errstr, errstr_size, "http: a route pattern is too long for a metric label");
-        goto fail;
+        goto cleanup;
     }
 
     raise_fd_limit(limit + (cfg->probe_port ? PROBE_CONNECTION_LIMIT : 0));
@@ -589,24 +590,19 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
      * waiting requests (long polls) are suspended instead and hold no thread. Each thread gets
      * connection_limit / threads connections; the per-IP limit is the whole daemon's. */
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* must come first to catch start errors */
-        MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, limit,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, srv, /* must come first to catch start errors */
+        MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+        limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         cfg->max_header_bytes ? cfg->max_header_bytes : (size_t)CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(errstr, errstr_size, "http: cannot listen on %s port %d (see the log above)",
                  address, cfg->port);
-        goto fail;
+        goto cleanup;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
     if (cfg->probe_port > 0) {
         /* Probes get a daemon of their own (one thread, its own connection limit), so that no
@@ -617,19 +613,16 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
             sin.sin_port = htons((uint16_t)cfg->probe_port);
         srv->probe_daemon = MHD_start_daemon(
             flags & ~(unsigned)MHD_ALLOW_SUSPEND_RESUME, (uint16_t)cfg->probe_port, NULL, NULL,
-            on_access_probe, srv,
-            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-            MHD_OPTION_SOCK_ADDR, sa,
-            MHD_OPTION_CONNECTION_LIMIT, (unsigned)PROBE_CONNECTION_LIMIT,
+            on_access_probe, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_SOCK_ADDR,
+            sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)PROBE_CONNECTION_LIMIT,
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)PROBE_CONNECTION_TIMEOUT_S,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-            MHD_OPTION_END);
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
         if (srv->probe_daemon == NULL) {
             snprintf(errstr, errstr_size,
                      "http: cannot listen on %s probe port %d (see the log above)", address,
                      cfg->probe_port);
             MHD_stop_daemon(srv->daemon);
-            goto fail;
+            goto cleanup;
         }
         srv->probe_port = cfg->probe_port;
     }
@@ -638,14 +631,14 @@ struct cv_http_server *cv_http_server_new(const struct cv_http_config *cfg,
             snprintf(errstr, errstr_size, "http: cannot start the readiness thread");
             MHD_stop_daemon(srv->probe_daemon);
             MHD_stop_daemon(srv->daemon);
-            goto fail;
+            goto cleanup;
         }
     }
     cv_log_info("http: listening on %s port %d with %u threads%s", address, srv->port, threads,
                 srv->probe_daemon ? ", probes also on their own port" : "");
     return srv;
 
-fail:
+cleanup:
     server_free(srv);
     return NULL;
 }

@@ -11,11 +11,11 @@ int cv_json_is_text(const void *bytes, size_t len)
     const unsigned char *p = bytes;
     for (size_t i = 0; i < len;) {
         unsigned char c = p[i];
-        size_t n = c < 0x80             ? 1
-                   : (c >> 5) == 0x6    ? 2
-                   : (c >> 4) == 0xe    ? 3
-                   : (c >> 3) == 0x1e   ? 4
-                                        : 0;
+        size_t n = c < 0x80           ? 1
+                   : (c >> 5) == 0x6  ? 2
+                   : (c >> 4) == 0xe  ? 3
+                   : (c >> 3) == 0x1e ? 4
+                                      : 0;
         if (c == 0 || n == 0 || i + n > len)
             return 0;
         for (size_t k = 1; k < n; k++)
@@ -86,7 +86,8 @@ size_t cv_json_escape_nul(json_t *value)
         const char *k;
         json_t *v;
         void *tmp;
-        json_object_foreach_safe(value, tmp, k, v) {
+        json_object_foreach_safe(value, tmp, k, v)
+        {
             if (json_is_string(v) && memchr(json_string_value(v), '\0', json_string_length(v))) {
                 json_object_set_new(value, k,
                                     escaped_string(json_string_value(v), json_string_length(v)));

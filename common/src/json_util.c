@@ -191,9 +191,8 @@ int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int
             *out = (long)n;
             return 1;
         }
-        return cv_json_error_set(err, path,
-                                 "expected an integer in %ld..%ld, got %" JSON_INTEGER_FORMAT, min,
-                                 max, n);
+        return cv_json_error_set(
+            err, path, "expected an integer in %ld..%ld, got %" JSON_INTEGER_FORMAT, min, max, n);
     }
     if (json_is_real(v))
         return cv_json_error_set(err, path, "expected an integer in %ld..%ld, got %g", min, max,
@@ -255,7 +254,8 @@ int cv_json_only_fields(const json_t *obj, const char *path, const char *const *
         return -1;
     const char *key;
     json_t *member;
-    json_object_foreach((json_t *)v, key, member) {
+    json_object_foreach((json_t *)v, key, member)
+    {
         size_t i = 0;
         while (known[i] != NULL && strcmp(known[i], key) != 0)
             i++;

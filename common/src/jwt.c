@@ -69,9 +69,16 @@ static int add_key(struct cv_jwt_keys *keys, enum jwt_alg alg, const char *kid, 
         free(secret);
         return -1;
     }
+    char *kid_copy = kid ? strdup(kid) : NULL;
+    if (kid && !kid_copy) {
+        snprintf(errstr, errstr_size, "out of memory");
+        EVP_PKEY_free(pkey);
+        free(secret);
+        return -1;
+    }
     struct jwt_key *k = &keys->keys[keys->n++];
     k->alg = alg;
-    k->kid = kid ? strdup(kid) : NULL;
+    k->kid = kid_copy;
     k->pkey = pkey;
     k->secret = secret;
     k->secret_len = secret_len;
@@ -104,8 +111,8 @@ static int pkey_alg(EVP_PKEY *pkey, enum jwt_alg *alg, char *errstr, size_t errs
     return -1;
 }
 
-int cv_jwt_keys_add_pem(struct cv_jwt_keys *keys, const char *path, const char *kid,
-                        char *errstr, size_t errstr_size)
+int cv_jwt_keys_add_pem(struct cv_jwt_keys *keys, const char *path, const char *kid, char *errstr,
+                        size_t errstr_size)
 {
     BIO *bio = BIO_new_file(path, "r");
     if (bio == NULL) {
@@ -255,8 +262,8 @@ static EVP_PKEY *jwk_ec(json_t *jwk)
         memcpy(point + 33, y, 32);
         if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ==
                 1 &&
-            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                             sizeof(point)) == 1)
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) ==
+                1)
             pkey = pkey_from_params("EC", bld);
     }
     OSSL_PARAM_BLD_free(bld);
@@ -282,7 +289,8 @@ int cv_jwt_keys_add_jwks(struct cv_jwt_keys *keys, const char *path, char *errst
     }
     size_t i;
     json_t *jwk;
-    json_array_foreach(arr, i, jwk) {
+    json_array_foreach(arr, i, jwk)
+    {
         const char *kty = json_string_value(json_object_get(jwk, "kty"));
         const char *use = json_string_value(json_object_get(jwk, "use"));
         const char *kid = json_string_value(json_object_get(jwk, "kid"));
@@ -304,8 +312,8 @@ int cv_jwt_keys_add_jwks(struct cv_jwt_keys *keys, const char *path, char *errst
             goto cleanup;
         }
         if (alg && strcmp(alg, alg_names[a]) != 0) {
-            snprintf(errstr, errstr_size, "%s: key %zu: alg %s does not fit its key type", path,
-                     i, alg_names[a]);
+            snprintf(errstr, errstr_size, "%s: key %zu: alg %s does not fit its key type", path, i,
+                     alg_names[a]);
             EVP_PKEY_free(pkey);
             goto cleanup;
         }
@@ -378,8 +386,8 @@ static int check_claims(json_t *claims, const struct cv_jwt_expect *expect, char
         snprintf(errstr, errstr_size, "expired");
         return -1;
     }
-    if (nbf && (!json_is_number(nbf) ||
-                (double)now + (double)expect->skew_s < json_number_value(nbf))) {
+    if (nbf &&
+        (!json_is_number(nbf) || (double)now + (double)expect->skew_s < json_number_value(nbf))) {
         snprintf(errstr, errstr_size, "not valid yet (nbf)");
         return -1;
     }
@@ -394,7 +402,8 @@ static int check_claims(json_t *claims, const struct cv_jwt_expect *expect, char
         size_t i;
         json_t *a;
         if (json_is_array(aud)) {
-            json_array_foreach(aud, i, a) {
+            json_array_foreach(aud, i, a)
+            {
                 if (json_is_string(a) && strcmp(json_string_value(a), expect->audience) == 0)
                     found = 1;
             }
@@ -433,7 +442,7 @@ json_t *cv_jwt_verify(const struct cv_jwt_keys *keys, const char *token,
     if (len > MAX_TOKEN_BYTES || dot2 == NULL ||
         memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) {
         snprintf(errstr, errstr_size, "malformed token");
-        goto fail;
+        goto cleanup;
     }
     header = decode_json_part(token, (size_t)(dot1 - token));
     claims = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
@@ -441,13 +450,13 @@ json_t *cv_jwt_verify(const struct cv_jwt_keys *keys, const char *token,
     sig = b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), &sig_len);
     if (header == NULL || claims == NULL || sig == NULL) {
         snprintf(errstr, errstr_size, "malformed token");
-        goto fail;
+        goto cleanup;
     }
     const char *alg = json_string_value(json_object_get(header, "alg"));
     const char *kid = json_string_value(json_object_get(header, "kid"));
     if (json_object_get(header, "crit")) { /* no extension is understood here (RFC 7515 4.1.11) */
         snprintf(errstr, errstr_size, "unsupported crit header");
-        goto fail;
+        goto cleanup;
     }
     int tried = 0, verified = 0;
     for (size_t i = 0; i < keys->n && !verified; i++) {
@@ -464,18 +473,18 @@ json_t *cv_jwt_verify(const struct cv_jwt_keys *keys, const char *token,
     if (!tried) {
         snprintf(errstr, errstr_size, "no key accepts this token's algorithm%s",
                  kid ? " and key id" : "");
-        goto fail;
+        goto cleanup;
     }
     if (!verified) {
         snprintf(errstr, errstr_size, "bad signature");
-        goto fail;
+        goto cleanup;
     }
     if (check_claims(claims, expect, errstr, errstr_size) < 0)
-        goto fail;
+        goto cleanup;
     json_decref(header);
     free(sig);
     return claims;
-fail:
+cleanup:
     json_decref(header);
     json_decref(claims);
     free(sig);

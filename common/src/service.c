@@ -65,12 +65,12 @@ static struct cv_config_var common_vars[] = {
     {"AUTH_AUDIENCE", "conveyor", "Audience tokens must name in aud", CV_CONFIG_STRING, 0, 0},
     {"AUTH_JWKS_FILE", "", "JWKS file of RS256/ES256 verification keys, matched by kid",
      CV_CONFIG_STRING, 0, 0},
-    {"AUTH_PUBLIC_KEY_FILES", "",
-     "Comma-separated PEM public keys (RSA: RS256, EC P-256: ES256)", CV_CONFIG_STRING, 0, 0},
+    {"AUTH_PUBLIC_KEY_FILES", "", "Comma-separated PEM public keys (RSA: RS256, EC P-256: ES256)",
+     CV_CONFIG_STRING, 0, 0},
     {"AUTH_HS256_SECRET", "", "HS256 shared secret, at least 32 bytes (local use)",
      CV_CONFIG_SECRET, 0, 0},
-    {"AUTH_HS256_SECRET_FILE", "", "File holding the HS256 shared secret (trailing newline "
-     "ignored)", CV_CONFIG_STRING, 0, 0},
+    {"AUTH_HS256_SECRET_FILE", "",
+     "File holding the HS256 shared secret (trailing newline ignored)", CV_CONFIG_STRING, 0, 0},
     {"AUTH_CLOCK_SKEW_S", "30", "Leeway on the exp and nbf claims", CV_CONFIG_INT, 0, 300},
     {"AUTH_ROLES_CLAIM", "roles",
      "Claim holding the caller's roles (array, or space-separated string); scope is also read",
@@ -80,16 +80,17 @@ static struct cv_config_var common_vars[] = {
      "itself listens on loopback only)",
      CV_CONFIG_BOOL, 0, 0},
     {"RATE_LIMIT_PER_S", "5",
-     "Order placements per token subject and second, refill rate (0: no limit)", CV_CONFIG_INT,
-     0, 100000},
+     "Order placements per token subject and second, refill rate (0: no limit)", CV_CONFIG_INT, 0,
+     100000},
     {"RATE_LIMIT_BURST", "20", "Order placements a subject may make at once", CV_CONFIG_INT, 1,
      100000},
     {"KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, host:port[,host:port...]",
      CV_CONFIG_STRING, 0, 0},
-    {"KAFKA_GROUP_ID", "", "Consumer group (default: TOPIC_PREFIX followed by the service name)", CV_CONFIG_STRING, 0, 0},
+    {"KAFKA_GROUP_ID", "", "Consumer group (default: TOPIC_PREFIX followed by the service name)",
+     CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SESSION_TIMEOUT_MS", "10000",
-     "Consumer group session timeout: how soon a dead replica's partitions move",
-     CV_CONFIG_INT, 6000, 300000},
+     "Consumer group session timeout: how soon a dead replica's partitions move", CV_CONFIG_INT,
+     6000, 300000},
     {"KAFKA_ASSIGNMENT_STRATEGY", "roundrobin",
      "Consumer partition assignment: roundrobin or range (eager), or cooperative-sticky "
      "(broken with manual commits before librdkafka 2.10: see docs/kafka-version.md)",
@@ -105,8 +106,8 @@ static struct cv_config_var common_vars[] = {
     {"KAFKA_CREATE_TOPICS", "true",
      "Create the topics this service produces to (and its dead-letter topic) if missing",
      CV_CONFIG_BOOL, 0, 0},
-    {"KAFKA_TOPIC_PARTITIONS", "6", "Partitions of topics this service creates", CV_CONFIG_INT,
-     1, 1000},
+    {"KAFKA_TOPIC_PARTITIONS", "6", "Partitions of topics this service creates", CV_CONFIG_INT, 1,
+     1000},
     {"KAFKA_REPLICATION_FACTOR", "1", "Replication factor of topics this service creates",
      CV_CONFIG_INT, 1, 10},
     {"KAFKA_SECURITY_PROTOCOL", "plaintext",
@@ -114,8 +115,7 @@ static struct cv_config_var common_vars[] = {
      "sasl_plaintext or sasl_ssl",
      CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SASL_MECHANISM", "SCRAM-SHA-512",
-     "SASL mechanism with sasl_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", CV_CONFIG_STRING, 0,
-     0},
+     "SASL mechanism with sasl_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SASL_USERNAME", "", "SASL user name (required with sasl_*)", CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SASL_PASSWORD", "",
      "SASL password (with sasl_*, this or KAFKA_SASL_PASSWORD_FILE; never logged)",
@@ -128,8 +128,7 @@ static struct cv_config_var common_vars[] = {
      "certificate",
      CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SSL_CERTIFICATE_LOCATION", "",
-     "PEM client certificate for brokers that require one (mutual TLS)", CV_CONFIG_STRING, 0,
-     0},
+     "PEM client certificate for brokers that require one (mutual TLS)", CV_CONFIG_STRING, 0, 0},
     {"KAFKA_SSL_KEY_LOCATION", "", "PEM private key of KAFKA_SSL_CERTIFICATE_LOCATION",
      CV_CONFIG_STRING, 0, 0},
     {"DB_SSLMODE", "",
@@ -144,14 +143,16 @@ static struct cv_config_var common_vars[] = {
     {"DB_POOL_WAIT_MS", "2000",
      "Longest wait for a free pooled connection (HTTP then answers 503 with Retry-After)",
      CV_CONFIG_INT, 1, 600000},
-    {"DB_CONNECT_TIMEOUT_S", "5", "Give up opening a database connection after this",
-     CV_CONFIG_INT, 2, 600},
+    {"DB_CONNECT_TIMEOUT_S", "5", "Give up opening a database connection after this", CV_CONFIG_INT,
+     2, 600},
     {"DB_STATEMENT_TIMEOUT_MS", "5000",
      "The server cancels a statement running longer (0: never); the service waits for an "
      "answer at most this plus 2 s, then drops the connection (a frozen or unreachable server)",
      CV_CONFIG_INT, 0, 3600000},
-    {"DB_LOCK_TIMEOUT_MS", "2000", "The server gives up waiting for a row lock after this "
-     "(0: never); the work is retried", CV_CONFIG_INT, 0, 3600000},
+    {"DB_LOCK_TIMEOUT_MS", "2000",
+     "The server gives up waiting for a row lock after this "
+     "(0: never); the work is retried",
+     CV_CONFIG_INT, 0, 3600000},
     {"DB_KEEPALIVES_IDLE_S", "10",
      "TCP keepalives on both ends of every database connection: idle seconds before the first "
      "probe (0: the system's defaults); a silently vanished peer is noticed after idle + "
@@ -159,11 +160,14 @@ static struct cv_config_var common_vars[] = {
      CV_CONFIG_INT, 0, 7200},
     {"DB_KEEPALIVES_INTERVAL_S", "3", "Seconds between TCP keepalive probes", CV_CONFIG_INT, 1,
      600},
-    {"DB_KEEPALIVES_COUNT", "3", "Unanswered TCP keepalive probes before the connection is "
-     "dropped", CV_CONFIG_INT, 1, 100},
+    {"DB_KEEPALIVES_COUNT", "3",
+     "Unanswered TCP keepalive probes before the connection is "
+     "dropped",
+     CV_CONFIG_INT, 1, 100},
     {"DB_TCP_USER_TIMEOUT_MS", "20000",
      "Data left unacknowledged this long breaks a database connection (0: the system's "
-     "default)", CV_CONFIG_INT, 0, 3600000},
+     "default)",
+     CV_CONFIG_INT, 0, 3600000},
     {"CONSUMER_BATCH_SIZE", "200", "Records applied per database transaction", CV_CONFIG_INT, 1,
      1000},
     {"OUTBOX_BATCH_SIZE", "500", "Outbox rows published per round", CV_CONFIG_INT, 1, 10000},
@@ -185,8 +189,8 @@ static struct cv_config_var common_vars[] = {
      "Processed event ids (and idempotency keys) are purged after this many hours; must exceed "
      "the retention of every topic consumed (checked at start); 0 keeps them for ever",
      CV_CONFIG_INT, 0, 876000},
-    {"HOUSEKEEPING_INTERVAL_SECONDS", "300", "How often expired rows are purged", CV_CONFIG_INT,
-     1, 86400},
+    {"HOUSEKEEPING_INTERVAL_SECONDS", "300", "How often expired rows are purged", CV_CONFIG_INT, 1,
+     86400},
     {"LOG_LEVEL", "info", "debug, info, warn or error", CV_CONFIG_STRING, 0, 0},
     {"SCHEMA_REGISTRY_URL", "",
      "Schema registry (Confluent-compatible API, e.g. http://registry:8080/apis/ccompat/v7): "
@@ -195,16 +199,15 @@ static struct cv_config_var common_vars[] = {
      CV_CONFIG_STRING, 0, 0},
     {"SCHEMA_REGISTRY_USER", "", "Schema registry basic-auth user (empty: no auth)",
      CV_CONFIG_STRING, 0, 0},
-    {"SCHEMA_REGISTRY_PASSWORD", "", "Schema registry basic-auth password", CV_CONFIG_SECRET, 0,
-     0},
+    {"SCHEMA_REGISTRY_PASSWORD", "", "Schema registry basic-auth password", CV_CONFIG_SECRET, 0, 0},
     {"SCHEMA_REGISTRY_CA_FILE", "",
      "PEM file of the CAs that sign an https registry's certificate (empty: the system's)",
      CV_CONFIG_STRING, 0, 0},
-    {"SCHEMA_REGISTRY_TIMEOUT_MS", "5000", "Timeout of one schema registry request",
-     CV_CONFIG_INT, 100, 120000},
+    {"SCHEMA_REGISTRY_TIMEOUT_MS", "5000", "Timeout of one schema registry request", CV_CONFIG_INT,
+     100, 120000},
     {"SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS", "120000",
-     "How long start-up waits for the schema registry before giving up (0: forever)",
-     CV_CONFIG_INT, 0, 86400000},
+     "How long start-up waits for the schema registry before giving up (0: forever)", CV_CONFIG_INT,
+     0, 86400000},
     {"SCHEMA_REGISTRY_CHECK_MS", "30000",
      "Interval of re-registering the schemas (a registry that lost its storage gets them back)",
      CV_CONFIG_INT, 200, 3600000},
@@ -228,8 +231,7 @@ int cv_service_stopping(const struct cv_service *svc)
 static void reply_db_unavailable(struct cv_http_response *resp, const struct cv_db_err *err)
 {
     cv_log_warn("database unavailable: %s", err->msg);
-    cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable",
-                          NULL);
+    cv_http_reply_problem(resp, 503, "Service Unavailable", "the database is unavailable", NULL);
     cv_http_reply_header(resp, "Retry-After", "1");
 }
 
@@ -266,8 +268,7 @@ int cv_service_wait(struct cv_service *svc, struct cv_http_request *req,
         cv_counter_add(svc->waits_refused, 1);
         cv_http_reply_header(resp, "Retry-After", "1");
         cv_http_reply_problem(resp, 429, "Too Many Requests",
-                              "too many requests are waiting on this replica; retry later",
-                              NULL);
+                              "too many requests are waiting on this replica; retry later", NULL);
     } else {
         cv_http_reply_problem(resp, 500, NULL, "cannot wait on this key", NULL);
     }
@@ -379,14 +380,13 @@ static int setup_database(struct cv_service *svc)
     opts.application_name = app;
     cv_db_set_options(&opts);
     char errstr[512];
-    int backoff = 200;
+    struct cv_backoff backoff = CV_BACKOFF(200, 5000);
     while (!(svc->pool = cv_db_pool_new(url, (unsigned)cv_config_int(svc->cfg, "DB_POOL_SIZE"),
-                                         errstr, sizeof(errstr)))) {
+                                        errstr, sizeof(errstr)))) {
         if (got_signal)
             return -1;
         cv_log_warn("waiting for the database: %s", errstr);
-        cv_sleep_ms(backoff, NULL);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
+        cv_sleep_ms(cv_backoff_next(&backoff), NULL);
     }
     struct cv_db_err err;
     PGconn *conn = cv_db_acquire(svc->pool, &err);
@@ -434,7 +434,7 @@ static int setup_kafka(struct cv_service *svc)
     if (cv_config_bool(svc->cfg, "KAFKA_CREATE_TOPICS")) {
         const char *topics[3] = {svc->dlq_topic, svc->topic[0] ? svc->topic : NULL, NULL};
         /* Brokers may come up after us: keep trying, the relay waits meanwhile anyway. */
-        int backoff = 500;
+        struct cv_backoff backoff = CV_BACKOFF(500, 5000);
         while (cv_kafka_create_topics(cv_kafka_producer_handle(svc->producer), topics,
                                       (int)cv_config_int(svc->cfg, "KAFKA_TOPIC_PARTITIONS"),
                                       (int)cv_config_int(svc->cfg, "KAFKA_REPLICATION_FACTOR"),
@@ -442,8 +442,7 @@ static int setup_kafka(struct cv_service *svc)
             if (got_signal)
                 return -1;
             cv_log_warn("kafka: %s", errstr);
-            cv_sleep_ms(backoff, NULL);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            cv_sleep_ms(cv_backoff_next(&backoff), NULL);
         }
     }
     if (cv_service_check_retention(svc, &got_signal_int) < 0)
@@ -543,8 +542,9 @@ static int load_auth_keys(const struct cv_config *cfg, struct cv_jwt_keys *keys,
     }
     OPENSSL_cleanse(secret, sizeof(secret));
     if (rc == 0 && cv_jwt_keys_count(keys) == 0) {
-        snprintf(errstr, errstr_size, "AUTH_REQUIRED is true but no key is set (AUTH_JWKS_FILE, "
-                                      "AUTH_PUBLIC_KEY_FILES, AUTH_HS256_SECRET[_FILE])");
+        snprintf(errstr, errstr_size,
+                 "AUTH_REQUIRED is true but no key is set (AUTH_JWKS_FILE, "
+                 "AUTH_PUBLIC_KEY_FILES, AUTH_HS256_SECRET[_FILE])");
         rc = -1;
     }
     return rc;
@@ -622,8 +622,8 @@ static int setup_http(struct cv_service *svc)
         cv_log_error("http: out of memory");
         return -1;
     }
-    svc->http = cv_http_server_new(&hc, svc->routes, nroutes, svc, service_ready, errstr,
-                                   sizeof(errstr));
+    svc->http =
+        cv_http_server_new(&hc, svc->routes, nroutes, svc, service_ready, errstr, sizeof(errstr));
     if (!svc->http) {
         cv_log_error("http: %s", errstr);
         return -1;
@@ -636,17 +636,17 @@ static int setup_http(struct cv_service *svc)
 static int setup_waiters(struct cv_service *svc)
 {
     svc->waits_refused = cv_metrics_counter(
-        "http_waits_refused_total", "Requests refused (429) because too many were waiting.",
-        NULL);
+        "http_waits_refused_total", "Requests refused (429) because too many were waiting.", NULL);
     if (svc->def->notify_channel == NULL)
         return 0;
     long cap = cv_config_int(svc->cfg, "HTTP_MAX_WAITING");
     if (cap >= cv_config_int(svc->cfg, "HTTP_MAX_CONNECTIONS"))
         cv_log_warn("HTTP_MAX_WAITING (%ld) is not below HTTP_MAX_CONNECTIONS: connections run "
-                    "out before requests are refused with 429", cap);
+                    "out before requests are refused with 429",
+                    cap);
     char errstr[256];
-    svc->waiters = cv_waiters_new(cv_config_str(svc->cfg, "DATABASE_URL"),
-                                  svc->def->notify_channel, (size_t)cap, errstr, sizeof(errstr));
+    svc->waiters = cv_waiters_new(cv_config_str(svc->cfg, "DATABASE_URL"), svc->def->notify_channel,
+                                  (size_t)cap, errstr, sizeof(errstr));
     if (!svc->waiters) {
         cv_log_error("%s", errstr);
         return -1;
@@ -666,6 +666,8 @@ static void name_topics(struct cv_service *svc)
     while (def->consumes && def->consumes[n])
         n++;
     svc->consumes = calloc(n + 1, sizeof(char *));
+    if (!svc->consumes)
+        abort(); /* start-up, before any thread: as asprintf below, nothing to fall back on */
     for (size_t i = 0; i < n; i++)
         if (asprintf(&svc->consumes[i], "%s%s", prefix, def->consumes[i]) < 0)
             abort();
@@ -681,10 +683,10 @@ static void teardown(struct cv_service *svc)
     free(svc->routes);
     cv_waiters_destroy(svc->waiters);
     cv_http_auth_destroy(svc->auth);
-    cv_service_consumer_stop(svc);     /* finishes its batch, commits, leaves the group */
+    cv_service_consumer_stop(svc); /* finishes its batch, commits, leaves the group */
     cv_service_housekeeping_stop(svc);
     cv_service_registry_stop(svc);
-    cv_outbox_relay_stop(svc->relay);  /* finishes its round */
+    cv_outbox_relay_stop(svc->relay); /* finishes its round */
     cv_kafka_producer_destroy(svc->producer, 5000);
     cv_db_pool_destroy(svc->pool);
     cv_service_security_free(svc);
@@ -710,8 +712,9 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
             cv_config_print_help(stdout, program, def->summary, tables);
             return 0;
         }
-        fprintf(stderr, "%s: unknown argument %s (configuration is read from the environment; "
-                        "see --help)\n",
+        fprintf(stderr,
+                "%s: unknown argument %s (configuration is read from the environment; "
+                "see --help)\n",
                 program, argv[i]);
         return 2;
     }
@@ -732,8 +735,8 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
     }
     enum cv_log_level level;
     if (cv_log_level_parse(cv_config_str(svc->cfg, "LOG_LEVEL"), &level) < 0) {
-        fprintf(stderr, "%s: LOG_LEVEL: expected debug, info, warn or error, got \"%s\"\n",
-                program, cv_config_str(svc->cfg, "LOG_LEVEL"));
+        fprintf(stderr, "%s: LOG_LEVEL: expected debug, info, warn or error, got \"%s\"\n", program,
+                cv_config_str(svc->cfg, "LOG_LEVEL"));
         cv_config_destroy(svc->cfg);
         pthread_mutex_destroy(&svc->ready_lock);
         return 2;
@@ -760,15 +763,15 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
     int status = 1;
     if (cv_avro_catalog_load(errstr, sizeof(errstr)) < 0) {
         cv_log_error("schemas: %s", errstr);
-        goto out;
+        goto cleanup;
     }
     if (setup_auth(svc) < 0 || setup_database(svc) < 0 || setup_producer(svc) < 0 ||
         setup_waiters(svc) < 0 || setup_http(svc) < 0 ||
         cv_service_registry_start(svc, &got_signal) < 0 || setup_kafka(svc) < 0)
-        goto out;
+        goto cleanup;
     if (cv_service_housekeeping_start(svc) < 0) {
         cv_log_error("cannot start the housekeeping thread");
-        goto out;
+        goto cleanup;
     }
     cv_log_info("started");
     while (!got_signal && !cv_outbox_relay_fatal(svc->relay))
@@ -776,11 +779,11 @@ int cv_service_main(const struct cv_service_def *def, int argc, char **argv)
     if (!got_signal) {
         /* Only a new producer can go on in order: let the supervisor restart us. */
         cv_log_error("exiting after a fatal producer error");
-        goto out;
+        goto cleanup;
     }
     cv_log_info("received signal %d, shutting down", (int)got_signal);
     status = 0;
-out:
+cleanup:
     teardown(svc);
     if (status == 0)
         cv_log_info("stopped");

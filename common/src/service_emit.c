@@ -29,8 +29,7 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
     json_t *meta = json_pack("{s:s, s:I, s:s, s:s, s:o}", "event_id", event_id, "occurred_at",
                              (json_int_t)now, "producer", svc->def->name, "correlation_id",
                              correlation_id ? correlation_id : event_id, "causation_id",
-                             cause && cause->event_id ? json_string(cause->event_id)
-                                                      : json_null());
+                             cause && cause->event_id ? json_string(cause->event_id) : json_null());
     json_object_set_new(event, "metadata", meta);
 
     unsigned char *value = NULL;
@@ -71,8 +70,8 @@ int cv_service_emit(struct cv_service *svc, PGconn *conn, const char *type, cons
         {"content-type", "application/avro", 16},
         {"traceparent", traceparent, CV_TRACEPARENT_LEN},
     };
-    int rc = cv_outbox_add(conn, svc->topic, key, key ? strlen(key) : 0, value, value_len,
-                           headers, sizeof(headers) / sizeof(headers[0]), err);
+    int rc = cv_outbox_add(conn, svc->topic, key, key ? strlen(key) : 0, value, value_len, headers,
+                           sizeof(headers) / sizeof(headers[0]), err);
     free(value);
     if (rc == 0 && event_id_out)
         memcpy(event_id_out, event_id, 37);
@@ -119,8 +118,7 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
     headers[n++] = (struct cv_kafka_header){"dlq_partition", partition, strlen(partition)};
     headers[n++] = (struct cv_kafka_header){"dlq_offset", offset, strlen(offset)};
     headers[n++] = (struct cv_kafka_header){"dlq_time", when, strlen(when)};
-    headers[n++] =
-        (struct cv_kafka_header){"dlq_consumer", svc->def->name, strlen(svc->def->name)};
+    headers[n++] = (struct cv_kafka_header){"dlq_consumer", svc->def->name, strlen(svc->def->name)};
 
     /* A dead letter must fit what our producer sends, or the relay could never publish it. The
      * full record stays on its source topic; cut, in this order, the value, the original

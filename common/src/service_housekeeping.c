@@ -23,21 +23,21 @@ static void watch_outbox(struct cv_service *svc, int64_t *last_head, int64_t *la
         depth = cv_metrics_gauge("outbox_depth", "Rows waiting in the outbox", NULL);
         age = cv_metrics_gauge("outbox_oldest_age_seconds",
                                "Age of the oldest row waiting in the outbox", NULL);
-        quarantine = cv_metrics_gauge("outbox_quarantine_rows",
-                                      "Rows in outbox_quarantine (the broker can never take them)",
-                                      NULL);
+        quarantine =
+            cv_metrics_gauge("outbox_quarantine_rows",
+                             "Rows in outbox_quarantine (the broker can never take them)", NULL);
     }
     struct cv_db_err err;
     memset(&err, 0, sizeof(err));
     PGconn *conn = cv_db_acquire(svc->pool, &err);
     if (!conn)
         return;
-    PGresult *res = cv_db_query(
-        conn,
-        "SELECT count(*), COALESCE(min(id), 0),"
-        " COALESCE(extract(epoch FROM clock_timestamp() - min(created_at)), 0),"
-        " (SELECT count(*) FROM outbox_quarantine) FROM outbox",
-        0, NULL, &err);
+    PGresult *res =
+        cv_db_query(conn,
+                    "SELECT count(*), COALESCE(min(id), 0),"
+                    " COALESCE(extract(epoch FROM clock_timestamp() - min(created_at)), 0),"
+                    " (SELECT count(*) FROM outbox_quarantine) FROM outbox",
+                    0, NULL, &err);
     cv_db_release(svc->pool, conn);
     if (!res) {
         cv_log_debug("housekeeping: outbox: %s", err.msg);
@@ -82,8 +82,8 @@ static long purge(struct cv_service *svc, const char *what, const char *sql, con
         PGresult *res = NULL;
         int rc = cv_db_begin(conn, &err);
         if (rc == 0)
-            res = cv_db_query(conn, "SELECT pg_try_advisory_xact_lock(" PURGE_LOCK_ID ")", 0,
-                              NULL, &err);
+            res = cv_db_query(conn, "SELECT pg_try_advisory_xact_lock(" PURGE_LOCK_ID ")", 0, NULL,
+                              &err);
         if (!res)
             rc = -1;
         else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
@@ -178,7 +178,7 @@ int cv_service_check_retention(struct cv_service *svc, const volatile int *give_
     for (size_t i = 0; svc->consumes[i]; i++) {
         int64_t ms = 0;
         char errstr[512];
-        int backoff = 500;
+        struct cv_backoff backoff = CV_BACKOFF(500, 5000);
         /* The broker may not answer yet: keep asking, as for topic creation. */
         int rc;
         while ((rc = cv_kafka_topic_retention_ms(rk, svc->consumes[i], &ms, 5000, errstr,
@@ -186,8 +186,7 @@ int cv_service_check_retention(struct cv_service *svc, const volatile int *give_
             if (*give_up)
                 return -1;
             cv_log_warn("kafka: %s", errstr);
-            cv_sleep_ms(backoff, NULL);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            cv_sleep_ms(cv_backoff_next(&backoff), NULL);
         }
         if (rc == 1) {
             /* Its producer creates it; the next start checks it. */

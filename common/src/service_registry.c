@@ -28,8 +28,7 @@ static int register_all(struct cv_service *svc, int *transient, char *errstr, si
         uint32_t before = 0, id;
         int had = cv_avro_schema_get_id(s, &before) == 0, tr;
         char err[512];
-        if (cv_avro_registry_register(svc->registry, subject, s, &id, &tr, err, sizeof(err)) <
-            0) {
+        if (cv_avro_registry_register(svc->registry, subject, s, &id, &tr, err, sizeof(err)) < 0) {
             if (failed++ == 0) {
                 snprintf(errstr, errstr_size, "%s", err);
                 *transient = tr;
@@ -107,7 +106,8 @@ int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel
     /* Start-up waits for the registry (readiness says why), within a bound. */
     long limit = cv_config_int(svc->cfg, "SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS");
     int64_t deadline = cv_monotonic_ms() + limit;
-    int backoff = 250, transient;
+    struct cv_backoff backoff = CV_BACKOFF(250, 5000);
+    int transient;
     while (register_all(svc, &transient, errstr, sizeof(errstr)) != 0) {
         char reason[600];
         snprintf(reason, sizeof(reason), "schema registry: %s", errstr);
@@ -124,8 +124,7 @@ int cv_service_registry_start(struct cv_service *svc, const volatile int *cancel
             return -1;
         }
         cv_log_warn("waiting for the %s", reason);
-        cv_sleep_ms(backoff, cancel);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
+        cv_sleep_ms(cv_backoff_next(&backoff), cancel);
     }
     set_wait_reason(svc, "");
     if (pthread_create(&svc->registry_thread, NULL, check_main, svc) != 0) {

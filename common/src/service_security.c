@@ -6,8 +6,8 @@
 
 #include "service_int.h"
 
-static const char *const sslmodes[] = {"disable", "allow",     "prefer",
-                                       "require", "verify-ca", "verify-full", NULL};
+static const char *const sslmodes[] = {"disable",   "allow",       "prefer", "require",
+                                       "verify-ca", "verify-full", NULL};
 
 static const char *config_setting(const char *name, void *arg)
 {
@@ -16,8 +16,7 @@ static const char *config_setting(const char *name, void *arg)
 
 int cv_service_security_init(struct cv_service *svc, char *errstr, size_t errstr_size)
 {
-    if (cv_kafka_security_init(&svc->kafka_sec, config_setting, svc->cfg, errstr,
-                               errstr_size) < 0)
+    if (cv_kafka_security_init(&svc->kafka_sec, config_setting, svc->cfg, errstr, errstr_size) < 0)
         return -1;
     /* libpq reads these for every connection whose conninfo does not name them: the pool, the
      * outbox relay's and the LISTEN connection alike. Set before any thread starts. */
@@ -28,8 +27,10 @@ int cv_service_security_init(struct cv_service *svc, char *errstr, size_t errstr
         while (*m && strcmp(*m, sslmode) != 0)
             m++;
         if (!*m) {
-            snprintf(errstr, errstr_size, "DB_SSLMODE: expected disable, allow, prefer, require, "
-                     "verify-ca or verify-full, got \"%s\"", sslmode);
+            snprintf(errstr, errstr_size,
+                     "DB_SSLMODE: expected disable, allow, prefer, require, "
+                     "verify-ca or verify-full, got \"%s\"",
+                     sslmode);
             return -1;
         }
         setenv("PGSSLMODE", sslmode, 1);

@@ -18,10 +18,9 @@ void cv_uuid_v4(char out[37])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 int cv_uuid_valid(const char *text)
@@ -141,9 +140,8 @@ int cv_parse_time(const char *text, int64_t *ms)
     /* Out-of-range fields (February 31st, hour 24) do not survive the round trip. */
     struct tm check = tm;
     time_t secs = timegm(&check);
-    if (check.tm_year != tm.tm_year || check.tm_mon != tm.tm_mon ||
-        check.tm_mday != tm.tm_mday || check.tm_hour != tm.tm_hour ||
-        check.tm_min != tm.tm_min || check.tm_sec != tm.tm_sec)
+    if (check.tm_year != tm.tm_year || check.tm_mon != tm.tm_mon || check.tm_mday != tm.tm_mday ||
+        check.tm_hour != tm.tm_hour || check.tm_min != tm.tm_min || check.tm_sec != tm.tm_sec)
         return -1;
     *ms = ((int64_t)secs - offset) * 1000 + frac;
     return 0;
@@ -158,4 +156,16 @@ void cv_sleep_ms(int ms, const volatile int *stop)
         struct timespec ts = {0, slice * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+int cv_backoff_next(struct cv_backoff *b)
+{
+    int now = b->next_ms;
+    b->next_ms = now <= b->max_ms / 2 ? now * 2 : b->max_ms;
+    return now;
+}
+
+void cv_backoff_reset(struct cv_backoff *b)
+{
+    b->next_ms = b->first_ms;
 }

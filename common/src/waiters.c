@@ -18,8 +18,8 @@
 #include "cv/metrics.h"
 #include "cv/util.h"
 
-#define RING_SIZE 1024       /* recent notifications remembered for cv_waiters_add */
-#define MAX_POLL_MS 1000     /* the thread looks at its deadlines at least this often */
+#define RING_SIZE 1024   /* recent notifications remembered for cv_waiters_add */
+#define MAX_POLL_MS 1000 /* the thread looks at its deadlines at least this often */
 #define RECONNECT_MAX_MS 5000
 
 struct waiter {
@@ -240,9 +240,9 @@ static int listen_connect(struct cv_waiters *w)
         cv_log_warn("waiters: LISTEN %s: %s", w->channel, PQresultErrorMessage(res));
     PQclear(res);
     if (!ok || PQsetnonblocking(w->conn, 1) != 0)
-        goto fail;
+        goto cleanup;
     return 0;
-fail:
+cleanup:
     PQfinish(w->conn);
     w->conn = NULL;
     return -1;
@@ -269,7 +269,7 @@ static int take_notifications(struct cv_waiters *w, struct waiter **fire)
 static void *waiters_main(void *arg)
 {
     struct cv_waiters *w = arg;
-    int backoff = 100;
+    struct cv_backoff backoff = CV_BACKOFF(100, RECONNECT_MAX_MS);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         int stop = w->stop;
@@ -286,7 +286,7 @@ static void *waiters_main(void *arg)
                  * again, and marks taken before now are stale. */
                 w->listening = 1;
                 w->missed_before = ++w->seq;
-                backoff = 100;
+                cv_backoff_reset(&backoff);
                 cv_log_info("waiters: listening on %s", w->channel);
             }
             /* Down: the waiters read again now, and again at each attempt (polling). */
@@ -295,8 +295,7 @@ static void *waiters_main(void *arg)
             fire_list(w, fire, CV_WAKE_NOTIFIED);
             if (rc < 0) {
                 struct pollfd pfd = {.fd = w->wake_fd[0], .events = POLLIN};
-                poll(&pfd, 1, backoff);
-                backoff = backoff < RECONNECT_MAX_MS / 2 ? backoff * 2 : RECONNECT_MAX_MS;
+                poll(&pfd, 1, cv_backoff_next(&backoff));
                 char buf[64];
                 while (read(w->wake_fd[0], buf, sizeof(buf)) > 0)
                     ;
@@ -407,28 +406,26 @@ struct cv_waiters *cv_waiters_new(const char *conninfo, const char *channel, siz
         fcntl(w->wake_fd[0], F_SETFL, O_NONBLOCK) < 0 ||
         fcntl(w->wake_fd[1], F_SETFL, O_NONBLOCK) < 0) {
         snprintf(errstr, errstr_size, "waiters: out of resources");
-        goto fail;
+        goto cleanup;
     }
     snprintf(w->channel, sizeof(w->channel), "%s", channel);
     char labels[128] = "";
     cv_metrics_label_append(labels, sizeof(labels), "channel", channel);
-    w->waiting = cv_metrics_gauge("notify_waiters", "Requests waiting on a notification.",
-                                  labels);
+    w->waiting = cv_metrics_gauge("notify_waiters", "Requests waiting on a notification.", labels);
     static const char *const reasons[] = {"notified", "deadline", "shutdown"};
     for (int i = 0; i < 3; i++) {
         char l[192];
         snprintf(l, sizeof(l), "%s", labels);
         cv_metrics_label_append(l, sizeof(l), "reason", reasons[i]);
-        w->woken[i] = cv_metrics_counter("notify_wakeups_total",
-                                         "Waiters woken, by reason.", l);
+        w->woken[i] = cv_metrics_counter("notify_wakeups_total", "Waiters woken, by reason.", l);
     }
     if (pthread_create(&w->thread, NULL, waiters_main, w) != 0) {
         snprintf(errstr, errstr_size, "waiters: cannot start the thread");
-        goto fail;
+        goto cleanup;
     }
     w->thread_started = 1;
     return w;
-fail:
+cleanup:
     if (w != NULL)
         waiters_free(w);
     return NULL;

@@ -48,8 +48,7 @@ static const char *header_text(rd_kafka_headers_t *hdrs, const char *name, char 
     const void *v;
     size_t len;
     buf[0] = '\0';
-    if (hdrs && rd_kafka_header_get_last(hdrs, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        v) {
+    if (hdrs && rd_kafka_header_get_last(hdrs, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
         if (len >= size)
             len = size - 1;
         memcpy(buf, v, len);
@@ -81,8 +80,8 @@ static int matches(const struct filter *f, rd_kafka_headers_t *hdrs)
 }
 
 /* Sends msg back to its source topic; fills dlv. 0, 1 if skipped (value cut), -1 on error. */
-static int redrive_one(struct cv_kafka_producer *p, const rd_kafka_message_t *msg,
-                       const char *dlq, const struct filter *f, struct cv_kafka_delivery *dlv)
+static int redrive_one(struct cv_kafka_producer *p, const rd_kafka_message_t *msg, const char *dlq,
+                       const struct filter *f, struct cv_kafka_delivery *dlv)
 {
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_message_headers(msg, &hdrs);
@@ -169,8 +168,9 @@ static int redrive(const char *brokers, const char *dlq, const struct filter *f,
     rd_kafka_topic_destroy(rkt);
     if (err || md->topic_cnt != 1 || md->topics[0].err) {
         fprintf(stderr, "cv-dlq: topic %s: %s\n", dlq,
-                rd_kafka_err2str(err ? err : md->topic_cnt ? md->topics[0].err
-                                                           : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+                rd_kafka_err2str(err             ? err
+                                 : md->topic_cnt ? md->topics[0].err
+                                                 : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
         goto cleanup;
     }
     parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
@@ -261,8 +261,7 @@ static int redrive(const char *brokers, const char *dlq, const struct filter *f,
         }
     printf("%s: %zu dead letters read, %zu matched, %zu %s, %zu skipped (value cut)\n", dlq, read,
            matched, f->dry_run ? matched - skipped : sent,
-           f->dry_run ? "would be redriven" : "redriven",
-           skipped);
+           f->dry_run ? "would be redriven" : "redriven", skipped);
     status = 0;
 cleanup:
     cv_kafka_producer_destroy(p, 10000);

@@ -95,14 +95,14 @@ static void decode_value(struct cv_avro_registry *reg, const unsigned char *valu
     int confluent = value[0] == 0;
     json_object_set_new(rec, "framing", json_string(confluent ? "confluent" : "single-object"));
     if (confluent && len >= CV_AVRO_CONFLUENT_HEADER)
-        json_object_set_new(rec, "schema_id",
-                            json_integer((json_int_t)((uint32_t)value[1] << 24 |
-                                                      (uint32_t)value[2] << 16 |
-                                                      (uint32_t)value[3] << 8 | value[4])));
+        json_object_set_new(
+            rec, "schema_id",
+            json_integer((json_int_t)((uint32_t)value[1] << 24 | (uint32_t)value[2] << 16 |
+                                      (uint32_t)value[3] << 8 | value[4])));
     json_t *out = NULL;
     const struct cv_schema *writer = NULL;
-    int rc = reg ? cv_avro_registry_prepare(reg, value, len, &transient, errstr, sizeof(errstr))
-                 : 0;
+    int rc =
+        reg ? cv_avro_registry_prepare(reg, value, len, &transient, errstr, sizeof(errstr)) : 0;
     if (rc == 0)
         rc = cv_avro_decode(value, len, NULL, &out, &writer, errstr, sizeof(errstr));
     /* Show the fields as written, not as the current version would read them. */
@@ -130,8 +130,7 @@ static void print_record(struct cv_avro_registry *reg, const rd_kafka_message_t 
     json_object_set_new(rec, "topic", json_string(rd_kafka_topic_name(msg->rkt)));
     json_object_set_new(rec, "partition", json_integer(msg->partition));
     json_object_set_new(rec, "offset", json_integer(msg->offset));
-    json_object_set_new(rec, "timestamp",
-                        json_integer(rd_kafka_message_timestamp(msg, NULL)));
+    json_object_set_new(rec, "timestamp", json_integer(rd_kafka_message_timestamp(msg, NULL)));
     json_t *key = text_or_null(msg->key, msg->key_len);
     if (!key) { /* not UTF-8 */
         char *h = hex(msg->key, msg->key_len);
@@ -146,8 +145,8 @@ static void print_record(struct cv_avro_registry *reg, const rd_kafka_message_t 
         const char *name;
         const void *val;
         size_t vlen;
-        for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen) ==
-                           RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (size_t i = 0;
+             rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR;
              i++) {
             json_t *v = text_or_null(val, vlen);
             if (!v) {
@@ -270,8 +269,9 @@ int main(int argc, char **argv)
                 errno = 0;
                 long long v = strtoll(optarg, &end, 10);
                 if (errno || *end || end == optarg) {
-                    fprintf(stderr, "cv-tail: --offset: expected beginning, end, N or -N, "
-                                    "got \"%s\"\n",
+                    fprintf(stderr,
+                            "cv-tail: --offset: expected beginning, end, N or -N, "
+                            "got \"%s\"\n",
                             optarg);
                     return 2;
                 }
@@ -282,8 +282,9 @@ int main(int argc, char **argv)
         case 's':
             arg = parse_time(optarg);
             if (arg < 0) {
-                fprintf(stderr, "cv-tail: --since: expected milliseconds since the epoch or "
-                                "YYYY-MM-DDTHH:MM:SS[Z], got \"%s\"\n",
+                fprintf(stderr,
+                        "cv-tail: --since: expected milliseconds since the epoch or "
+                        "YYYY-MM-DDTHH:MM:SS[Z], got \"%s\"\n",
                         optarg);
                 return 2;
             }

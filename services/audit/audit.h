@@ -13,7 +13,6 @@ void audit_http_stats(struct cv_http_request *req, struct cv_http_response *resp
 
 /* Consumer of every topic, in raw mode (record.c). */
 enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
-                                      const struct cv_event *ev, char *reason,
-                                      size_t reason_size);
+                                      const struct cv_event *ev, char *reason, size_t reason_size);
 
 #endif

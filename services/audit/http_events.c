@@ -8,15 +8,16 @@
 
 #define TIME_JSON(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define EVENT_JSON                                                                                 \
-    "json_build_object('event_id', event_id, 'type', type, 'topic', topic,"                       \
-    " 'partition', partition, 'offset', \"offset\", 'key', key,"                               \
-    " 'key_hex', CASE WHEN key IS NULL THEN encode(key_bytes, 'hex') END, 'order_id', order_id," \
-    " 'occurred_at', " TIME_JSON("occurred_at") ", 'recorded_at', " TIME_JSON("recorded_at") ","  \
-    " 'producer', producer, 'headers', headers, 'data', data)"
+    "json_build_object('event_id', event_id, 'type', type, 'topic', topic,"                        \
+    " 'partition', partition, 'offset', \"offset\", 'key', key,"                                   \
+    " 'key_hex', CASE WHEN key IS NULL THEN encode(key_bytes, 'hex') END, 'order_id', order_id,"   \
+    " 'occurred_at', " TIME_JSON("occurred_at") ", 'recorded_at', " TIME_JSON(                     \
+        "recorded_at") ","                                                                         \
+                       " 'producer', producer, 'headers', headers, 'data', data)"
 
 /* Parses an RFC 3339 query parameter into milliseconds as text; 0 absent, 1 set, -1 replied. */
-static int time_param(struct cv_http_request *req, struct cv_http_response *resp,
-                      const char *name, char out[24])
+static int time_param(struct cv_http_request *req, struct cv_http_response *resp, const char *name,
+                      char out[24])
 {
     const char *text = cv_http_query(req, name);
     if (!text)
@@ -51,8 +52,7 @@ void audit_http_list(struct cv_http_request *req, struct cv_http_response *resp,
         long long ms, seq;
         char tail;
         if (sscanf(after, "%lld.%lld%c", &ms, &seq, &tail) != 2 || ms < 0 || seq < 0) {
-            cv_http_reply_problem(resp, 400, "Bad Request", "not a cursor from \"next\"",
-                                  "after");
+            cv_http_reply_problem(resp, 400, "Bad Request", "not a cursor from \"next\"", "after");
             return;
         }
         snprintf(after_ms, sizeof(after_ms), "%lld", ms);
@@ -61,14 +61,10 @@ void audit_http_list(struct cv_http_request *req, struct cv_http_response *resp,
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
-    const char *params[] = {cv_http_query(req, "order_id"),
-                            cv_http_query(req, "type"),
-                            cv_http_query(req, "topic"),
-                            has_since ? since : NULL,
-                            has_until ? until : NULL,
-                            after ? after_ms : NULL,
-                            after ? after_seq : NULL,
-                            limit_text};
+    const char *params[] = {cv_http_query(req, "order_id"), cv_http_query(req, "type"),
+                            cv_http_query(req, "topic"),    has_since ? since : NULL,
+                            has_until ? until : NULL,       after ? after_ms : NULL,
+                            after ? after_seq : NULL,       limit_text};
     struct cv_db_err err;
     json_t *page = cv_service_page(
         conn,
@@ -125,9 +121,11 @@ void audit_http_stats(struct cv_http_request *req, struct cv_http_response *resp
         "   (SELECT type, sum(n) AS n FROM event_counts GROUP BY type ORDER BY type) t), '{}'),"
         " 'by_topic', COALESCE((SELECT json_object_agg(topic, n) FROM"
         "   (SELECT topic, sum(n) AS n FROM event_counts GROUP BY topic ORDER BY topic) t), '{}'),"
-        " 'last_event_at', (SELECT " TIME_JSON("max(last_event_at)") " FROM event_counts),"
-        " 'last_recorded_at', (SELECT " TIME_JSON("max(last_recorded_at)") " FROM event_counts)"
-        ")::text",
+        " 'last_event_at', (SELECT " TIME_JSON(
+            "max(last_event_at)") " FROM event_counts),"
+                                  " 'last_recorded_at', (SELECT " TIME_JSON(
+                                      "max(last_recorded_at)") " FROM event_counts)"
+                                                               ")::text",
         0, NULL, &err);
     cv_service_db_release(svc, conn);
     if (!res) {

@@ -7,9 +7,8 @@ static const struct cv_http_route routes[] = {
     {"GET", "/stats", audit_http_stats, CV_ROLE_AUDITOR},
 };
 
-static const char *const consumes[] = {"orders",        "inventory",    "shipments",
-                                       "order.dlq",     "inventory.dlq", "shipping.dlq",
-                                       "audit.dlq",     NULL};
+static const char *const consumes[] = {"orders",        "inventory",    "shipments", "order.dlq",
+                                       "inventory.dlq", "shipping.dlq", "audit.dlq", NULL};
 
 static const struct cv_service_def audit_service = {
     .name = "audit",

@@ -54,13 +54,20 @@ static void array_append(char **lit, size_t *len, const void *bytes, size_t n)
     free(hex);
 }
 
-/* Header names and values as two bytea[] literals; caller frees both. */
-static void headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values)
+/* Header names and values as two bytea[] literals; caller frees both. 0, or -1 out of memory
+ * (both NULL). */
+static int headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values)
 {
     /* Each buffer keeps room for the closing "}" and the NUL. */
     size_t nlen = 1, vlen = 1;
     *names = calloc(1, 3);
     *values = calloc(1, 3);
+    if (!*names || !*values) {
+        free(*names);
+        free(*values);
+        *names = *values = NULL;
+        return -1;
+    }
     (*names)[0] = (*values)[0] = '{';
     const char *name;
     const void *value;
@@ -71,6 +78,7 @@ static void headers_arrays(rd_kafka_headers_t *hdrs, char **names, char **values
     }
     memcpy(*names + nlen, "}", 2);
     memcpy(*values + vlen, "}", 2);
+    return 0;
 }
 
 static const char *header(const json_t *headers, const char *name)
@@ -79,8 +87,25 @@ static const char *header(const json_t *headers, const char *name)
 }
 
 /* The columns of one row, as text parameters (NULL = SQL NULL) except key_bytes and raw. */
-enum { P_ID, P_TYPE, P_TOPIC, P_PART, P_OFF, P_KEY, P_ORDER, P_AT, P_PRODUCER, P_HEADERS, P_DATA,
-       P_RAW, P_KEY_BYTES, P_NAMES, P_VALUES, P_ESCAPED, P_COUNT };
+enum {
+    P_ID,
+    P_TYPE,
+    P_TOPIC,
+    P_PART,
+    P_OFF,
+    P_KEY,
+    P_ORDER,
+    P_AT,
+    P_PRODUCER,
+    P_HEADERS,
+    P_DATA,
+    P_RAW,
+    P_KEY_BYTES,
+    P_NAMES,
+    P_VALUES,
+    P_ESCAPED,
+    P_COUNT
+};
 
 static int insert_row(PGconn *conn, const char *const *params, const int *lengths,
                       struct cv_db_err *err)
@@ -125,8 +150,7 @@ static int insert_unstorable(PGconn *conn, const char **params, const int *lengt
 }
 
 enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
-                                      const struct cv_event *ev, char *reason,
-                                      size_t reason_size)
+                                      const struct cv_event *ev, char *reason, size_t reason_size)
 {
     const rd_kafka_message_t *msg = ev->msg;
     rd_kafka_headers_t *hdrs = NULL;
@@ -152,11 +176,10 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
          * has no id of its own. Both are named by where they were read. */
         event_id = where;
         type = dead_letter ? "DeadLetter" : "Undecodable";
-        data = json_pack("{s:s?, s:s?, s:s?, s:s?, s:O?, s:s?}", "reason",
-                         header(headers, "dlq_reason"), "source_topic",
-                         header(headers, "dlq_topic"), "original_type", ev->type,
-                         "decode_error", ev->decode_error, "decoded", decoded, "consumer",
-                         header(headers, "dlq_consumer"));
+        data = json_pack(
+            "{s:s?, s:s?, s:s?, s:s?, s:O?, s:s?}", "reason", header(headers, "dlq_reason"),
+            "source_topic", header(headers, "dlq_topic"), "original_type", ev->type, "decode_error",
+            ev->decode_error, "decoded", decoded, "consumer", header(headers, "dlq_consumer"));
         order_id = decoded ? json_string_value(json_object_get(decoded, "order_id")) : NULL;
         producer = header(headers, "dlq_consumer");
     } else {
@@ -177,7 +200,14 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
     char *headers_text = json_dumps(headers, JSON_COMPACT);
     char *data_text = json_dumps(data, JSON_COMPACT);
     char *names = NULL, *values = NULL;
-    headers_arrays(hdrs, &names, &values);
+    enum cv_handler_result result = CV_HANDLED;
+    if (headers_arrays(hdrs, &names, &values) < 0 || !headers_text || (data && !data_text) ||
+        (msg->key && cv_json_is_text(msg->key, msg->key_len) && !key_text)) {
+        /* Storing less than the record would lose it: retry the batch later. */
+        snprintf(reason, reason_size, "out of memory");
+        result = CV_RETRY;
+        goto cleanup;
+    }
     const char *params[P_COUNT] = {
         [P_ID] = event_id,        [P_TYPE] = type,
         [P_TOPIC] = ev->topic,    [P_PART] = partition,
@@ -192,7 +222,6 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
     lengths[P_RAW] = (int)ev->value_len;
     lengths[P_KEY_BYTES] = msg->key ? (int)msg->key_len : 0;
 
-    enum cv_handler_result result = CV_HANDLED;
     struct cv_db_err err;
     memset(&err, 0, sizeof(err));
     int rc = cv_db_exec(conn, "SAVEPOINT audit_row", 0, NULL, &err);
@@ -212,6 +241,7 @@ enum cv_handler_result audit_on_event(struct cv_service *svc, PGconn *conn,
         rc = cv_db_exec(conn, "RELEASE SAVEPOINT audit_row", 0, NULL, &err);
     if (rc < 0)
         result = cv_service_db_failure(&err, reason, reason_size);
+cleanup:
     free(names);
     free(values);
     free(key_text);

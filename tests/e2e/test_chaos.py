@@ -1,9 +1,10 @@
 """Chaos: a steady stream of orders from concurrent clients (some racing for scarce SKUs, some
 cancelled, some dispatched and delivered) while every service is SIGKILLed in turn at random
 moments (one of two replicas, and later all of them) and restarted, and the broker is stopped
-for a while (the order service killed and restarted meanwhile). Afterwards nothing is lost and nothing applied twice: every order exists once and
-reaches its final status, stock adds up, one decision per order, audit holds every event of
-the topics exactly once, and no status ever went backwards.
+for a while (the order service killed and restarted meanwhile). Afterwards nothing is lost and
+nothing applied twice: every order exists once and reaches its final status, stock adds up,
+one decision per order, audit holds every event of the topics exactly once, and no status ever
+went backwards.
 
 Left out: restarting PostgreSQL (the cluster is shared with other work on the machines this
 runs on). CV_CHAOS_SEED, CV_CHAOS_ORDERS and CV_CHAOS_SECONDS change the run."""
@@ -30,8 +31,10 @@ ORDERS = int(os.environ.get("CV_CHAOS_ORDERS", "1500"))
 LOAD_SECONDS = float(os.environ.get("CV_CHAOS_SECONDS", "90"))
 PLACERS = 8  # concurrent clients placing orders
 ACTORS = 4  # concurrent clients cancelling, dispatching, delivering
-# Topics are created up front (conftest), as a deployment's one-shot step does; then a service
-# starts without a broker (with KAFKA_CREATE_TOPICS it waits for one before serving HTTP).
+# Topics are created up front (conftest), as a deployment's one-shot step does. A service then
+# starts without a broker: service.c brings HTTP up before it touches Kafka (setup_http, then
+# setup_kafka), so it answers at once, and with KAFKA_CREATE_TOPICS it would go on to wait for
+# the broker to create its topics while already serving.
 ENV = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_CREATE_TOPICS": "false"}
 REPLICATED = ("inventory", "shipping")
 HOLDING = ("CONFIRMED", "SHIPMENT_SCHEDULED", "DISPATCHED", "DELIVERED")

@@ -15,6 +15,9 @@ def test_garbage_on_orders_is_dead_lettered_and_later_orders_complete(system):
     garbage = b"\x00\x01this is not avro\xff"
     produce_raw(system.prefix + "orders", "garbage-key", garbage)
 
+    source = wait_until(lambda: [r for r in kcat_records(system.prefix + "orders")
+                                 if r["value"] == garbage], 30, 0.5, "the garbage in orders")
+    assert len(source) == 1
     for service in ("inventory", "shipping"):
         dlq = system.prefix + service + ".dlq"
         records = wait_until(lambda: [r for r in kcat_records(dlq) if r["value"] == garbage],
@@ -26,7 +29,9 @@ def test_garbage_on_orders_is_dead_lettered_and_later_orders_complete(system):
         assert h["dlq_topic"] == system.prefix + "orders"
         assert h["dlq_consumer"] == service
         assert "undecodable" in h["dlq_reason"]
-        assert int(h["dlq_partition"]) >= 0 and int(h["dlq_offset"]) >= 0
+        # The coordinates name the very record that failed, not just any valid position.
+        assert int(h["dlq_partition"]) == source[0]["partition"]
+        assert int(h["dlq_offset"]) == source[0]["offset"]
         assert h["dlq_time"].endswith("Z")
 
     # Audit keeps the undecodable original and both dead letters.

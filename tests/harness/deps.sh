@@ -9,8 +9,8 @@ packages=(
     kcat postgresql-client maven default-jdk-headless wrk libcurl4-openssl-dev
     python3 python3-avro python3-confluent-kafka python3-pytest python3-yaml python3-jwt
     python3-cryptography
-    clang libclang-rt-14-dev clang-tidy cppcheck shellcheck yamllint docker-compose debootstrap
-    prometheus
+    clang libclang-rt-14-dev clang-tidy clang-format cppcheck shellcheck yamllint docker-compose
+    debootstrap prometheus
 )
 
 missing=()

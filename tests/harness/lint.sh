@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Static analysis of the C sources: clang-tidy (with the compiler flags the build uses) and
-# cppcheck; and the OpenAPI documents of docs/openapi with Redocly CLI (installed from the npm
-# registry, at a pinned version, into $BUILD/tools/openapi-lint: nothing global). Fails on any
-# finding. Checks left out give false positives on idioms used on
+# Static analysis of the C sources: formatting (format.sh), clang-tidy (with the compiler flags
+# the build uses) and cppcheck; and the OpenAPI documents of docs/openapi with Redocly CLI
+# (installed from the npm registry, at a pinned version, into $BUILD/tools/openapi-lint: nothing
+# global). Fails on any finding. Checks left out give false positives on idioms used on
 # purpose here (calloc(n, sizeof(*p)) of pointer arrays, counted memcpy into a sized buffer).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -14,6 +14,8 @@ read -r -a pkg_cflags <<<"$(pkg-config --cflags rdkafka avro-c libmicrohttpd jan
 flags=(-std=c11 -D_GNU_SOURCE -Icommon/include -I"$BUILD/gen" "${pkg_cflags[@]}")
 
 status=0
+tests/harness/format.sh || status=1
+
 checks='clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-assignment-in-if-condition,-bugprone-sizeof-expression,-bugprone-implicit-widening-of-multiplication-result,-bugprone-branch-clone,-bugprone-not-null-terminated-result'
 for f in "${sources[@]}"; do
     svc_inc=()

@@ -97,9 +97,8 @@ START_TEST(test_notify_wakes_its_key)
     sql("SELECT pg_notify('test_chan', 'order-3')");
     for (int t = 0; t < 5000 && cv_waiters_mark(w) == mark; t += 10)
         cv_sleep_ms(10, NULL);
-    ck_assert_int_eq(cv_waiters_add(w, "order-3", mark, cv_monotonic_ms() + 20000, on_fire,
-                                    (void *)3),
-                     1);
+    ck_assert_int_eq(
+        cv_waiters_add(w, "order-3", mark, cv_monotonic_ms() + 20000, on_fire, (void *)3), 1);
 }
 END_TEST
 

@@ -11,6 +11,8 @@
 #                filesystem, no privilege escalation, capabilities dropped, CPU and memory
 #                limits; a NetworkPolicy governs every pod's ingress and egress; the Ingress
 #                exposes only /orders (tests/static/check_policy.py)
+#   docs         every file README.md and docs/*.md name exists, and every test they name is in
+#                its file (tests/static/check_doc_paths.py)
 #   scripts      `shellcheck -x` (sourced files followed, from the repository root) on every
 #                *.sh of the repository (tracked, or untracked and not ignored)
 #   yamllint     docker-compose.yml, .yamllint, the YAML of deploy/k8s, deploy/docker,
@@ -76,6 +78,8 @@ for k in "${kustomizations[@]}"; do
 done
 check "env: deploy/docker/Dockerfile" \
     /usr/bin/python3 tests/static/check_env.py dockerfile deploy/docker/Dockerfile
+
+check "docs: every file and test named exists" /usr/bin/python3 tests/static/check_doc_paths.py
 
 mapfile -t scripts < <(repo_files '*.sh')
 for f in "${scripts[@]}"; do

@@ -206,11 +206,18 @@ END_TEST
 
 START_TEST(test_catalogue_lookups)
 {
-    static const char *const types[] = {
-        "OrderPlaced",        "OrderCancelled",   "StockReserved",     "StockRejected",
-        "StockReleased",      "StockAdjusted",    "ShipmentScheduled", "ShipmentCancelled",
-        "ShipmentDispatched", "ShipmentDelivered", "OrderCancellationRequested",
-        "ShipmentCancellationRefused"};
+    static const char *const types[] = {"OrderPlaced",
+                                        "OrderCancelled",
+                                        "StockReserved",
+                                        "StockRejected",
+                                        "StockReleased",
+                                        "StockAdjusted",
+                                        "ShipmentScheduled",
+                                        "ShipmentCancelled",
+                                        "ShipmentDispatched",
+                                        "ShipmentDelivered",
+                                        "OrderCancellationRequested",
+                                        "ShipmentCancellationRefused"};
     const struct cv_schema *s;
 
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {

@@ -69,7 +69,8 @@ static const struct {
      "'items': [{'sku': 'SKU-RED-MUG', 'quantity': 2}],'reason': 'order cancelled'}"},
     {"StockAdjusted",
      "{" META("inventory-service", "null") "'sku': 'SKU-RED-MUG', 'name': 'Red mug', 'available': "
-                                           "40, 'previous_available': 12, 'reason': 'received purchase order 4711'}"},
+                                           "40, 'previous_available': 12, "
+                                           "'reason': 'received purchase order 4711'}"},
     {"ShipmentScheduled", "{" META("shipping-service", CAUSE) ORDER
      "'carrier': 'Colissimo', 'tracking_number': '6A12345678901', 'eta': 1717502400000}"},
     {"ShipmentCancelled", "{" META("shipping-service", CAUSE) ORDER "'reason': 'stock rejected'}"},

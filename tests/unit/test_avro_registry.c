@@ -70,9 +70,9 @@ START_TEST(test_prepare_needs_no_lookup_for_other_framings)
     const unsigned char single[] = {0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0};
     const unsigned char short_confluent[] = {0x00, 0x00, 0x01};
     int transient = -1;
-    ck_assert_int_eq(cv_avro_registry_prepare(reg, single, sizeof(single), &transient, errstr,
-                                              sizeof(errstr)),
-                     0);
+    ck_assert_int_eq(
+        cv_avro_registry_prepare(reg, single, sizeof(single), &transient, errstr, sizeof(errstr)),
+        0);
     ck_assert_int_eq(transient, 0);
     ck_assert_int_eq(cv_avro_registry_prepare(reg, short_confluent, sizeof(short_confluent),
                                               &transient, errstr, sizeof(errstr)),
@@ -81,9 +81,8 @@ START_TEST(test_prepare_needs_no_lookup_for_other_framings)
     /* An id the catalogue knows already: no request. */
     cv_avro_schema_set_id(cv_avro_schema_by_type("OrderPlaced"), 77);
     const unsigned char known[] = {0x00, 0x00, 0x00, 0x00, 77, 0};
-    ck_assert_int_eq(cv_avro_registry_prepare(reg, known, sizeof(known), &transient, errstr,
-                                              sizeof(errstr)),
-                     0);
+    ck_assert_int_eq(
+        cv_avro_registry_prepare(reg, known, sizeof(known), &transient, errstr, sizeof(errstr)), 0);
     cv_avro_registry_destroy(reg);
 }
 END_TEST
@@ -94,9 +93,9 @@ START_TEST(test_unreachable_registry_is_transient)
     const unsigned char unknown[] = {0x00, 0x00, 0x00, 0x30, 0x39, 0};
     int transient = 0;
     errstr[0] = '\0';
-    ck_assert_int_eq(cv_avro_registry_prepare(reg, unknown, sizeof(unknown), &transient, errstr,
-                                              sizeof(errstr)),
-                     -1);
+    ck_assert_int_eq(
+        cv_avro_registry_prepare(reg, unknown, sizeof(unknown), &transient, errstr, sizeof(errstr)),
+        -1);
     ck_assert_int_eq(transient, 1);
     ck_assert_msg(strstr(errstr, "127.0.0.1:1") != NULL, "%s", errstr);
     ck_assert_ptr_null(cv_avro_schema_by_id(12345));

@@ -156,8 +156,8 @@ START_TEST(test_help_lists_vars_but_no_secret)
         {"CVT_TOKEN", "s3cr3t-default", "API token.", CV_CONFIG_SECRET, 0, 0},
         {NULL, NULL, NULL, 0, 0, 0},
     };
-    static const struct cv_config_var *const t[] = {shared_vars, service_vars,
-                                                    with_secret_default, NULL};
+    static const struct cv_config_var *const t[] = {shared_vars, service_vars, with_secret_default,
+                                                    NULL};
     setenv("CVT_TOKEN", "s3cr3t-env", 1);
     char *text = NULL;
     size_t len = 0;

@@ -38,8 +38,7 @@ static int port;
 
 static char *b64url(const unsigned char *data, size_t len)
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     char *out = malloc(len * 4 / 3 + 4);
     size_t o = 0;
     unsigned acc = 0;
@@ -63,8 +62,8 @@ static char *token(const char *sub, const char *roles, long ttl)
 {
     char claims[512];
     snprintf(claims, sizeof(claims),
-             "{\"iss\":\"unit\",\"aud\":\"conveyor\",\"sub\":\"%s\",\"roles\":%s,\"exp\":%ld}",
-             sub, roles, (long)time(NULL) + ttl);
+             "{\"iss\":\"unit\",\"aud\":\"conveyor\",\"sub\":\"%s\",\"roles\":%s,\"exp\":%ld}", sub,
+             roles, (long)time(NULL) + ttl);
     static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     char *h = b64url((const unsigned char *)header, strlen(header));
     char *c = b64url((const unsigned char *)claims, strlen(claims));
@@ -72,8 +71,8 @@ static char *token(const char *sub, const char *roles, long ttl)
     snprintf(signing, sizeof(signing), "%s.%s", h, c);
     unsigned char mac[32];
     unsigned mac_len = 0;
-    HMAC(EVP_sha256(), secret, (int)(sizeof(secret) - 1), (unsigned char *)signing,
-         strlen(signing), mac, &mac_len);
+    HMAC(EVP_sha256(), secret, (int)(sizeof(secret) - 1), (unsigned char *)signing, strlen(signing),
+         mac, &mac_len);
     char *s = b64url(mac, mac_len);
     char *t = malloc(strlen(signing) + strlen(s) + 2);
     sprintf(t, "%s.%s", signing, s);
@@ -91,8 +90,9 @@ static char *request(const char *method, const char *path, const char *bearer)
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     char req[4096];
-    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s%s"
-                                       "Content-Length: 0\r\n\r\n",
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s%s"
+                     "Content-Length: 0\r\n\r\n",
                      method, path, bearer ? "Authorization: Bearer " : "", bearer ? bearer : "",
                      bearer ? "\r\n" : "");
     ck_assert_int_eq(send(fd, req, (size_t)n, 0), n);
@@ -117,16 +117,19 @@ static void setup(void)
 {
     char errstr[256];
     struct cv_jwt_keys *keys = cv_jwt_keys_new();
-    ck_assert_int_eq(cv_jwt_keys_add_hs256(keys, secret, sizeof(secret) - 1, NULL, errstr,
-                                           sizeof(errstr)),
-                     0);
-    struct cv_http_auth_config ac = {.keys = keys, .issuer = "unit", .audience = "conveyor",
-                                     .skew_s = 5, .rate_per_s = 0.5, .burst = 3};
+    ck_assert_int_eq(
+        cv_jwt_keys_add_hs256(keys, secret, sizeof(secret) - 1, NULL, errstr, sizeof(errstr)), 0);
+    struct cv_http_auth_config ac = {.keys = keys,
+                                     .issuer = "unit",
+                                     .audience = "conveyor",
+                                     .skew_s = 5,
+                                     .rate_per_s = 0.5,
+                                     .burst = 3};
     auth = cv_http_auth_new(&ac, errstr, sizeof(errstr));
     ck_assert_msg(auth != NULL, "%s", errstr);
     struct cv_http_config cfg = {.bind_address = "127.0.0.1", .threads = 2, .auth = auth};
-    srv = cv_http_server_new(&cfg, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL,
-                             errstr, sizeof(errstr));
+    srv = cv_http_server_new(&cfg, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL, errstr,
+                             sizeof(errstr));
     ck_assert_msg(srv != NULL, "%s", errstr);
     port = cv_http_server_port(srv);
 }

@@ -43,12 +43,12 @@ START_TEST(test_malformed)
     ck_assert_int_eq(cv_http_etag_match(NULL, "\"7\"", 0), -1);
     ck_assert_int_eq(cv_http_etag_match("", "\"7\"", 0), -1);
     ck_assert_int_eq(cv_http_etag_match(" , ", "\"7\"", 0), -1);
-    ck_assert_int_eq(cv_http_etag_match("7", "\"7\"", 0), -1);       /* unquoted */
-    ck_assert_int_eq(cv_http_etag_match("\"7", "\"7\"", 0), -1);      /* unterminated */
-    ck_assert_int_eq(cv_http_etag_match("\"7\"x", "\"7\"", 0), -1);   /* junk after */
+    ck_assert_int_eq(cv_http_etag_match("7", "\"7\"", 0), -1);           /* unquoted */
+    ck_assert_int_eq(cv_http_etag_match("\"7", "\"7\"", 0), -1);         /* unterminated */
+    ck_assert_int_eq(cv_http_etag_match("\"7\"x", "\"7\"", 0), -1);      /* junk after */
     ck_assert_int_eq(cv_http_etag_match("\"7\" \"8\"", "\"7\"", 0), -1); /* no comma */
-    ck_assert_int_eq(cv_http_etag_match("\"a b\"", "\"7\"", 0), -1);  /* space inside */
-    ck_assert_int_eq(cv_http_etag_match("w/\"7\"", "\"7\"", 0), -1);  /* W is case-sensitive */
+    ck_assert_int_eq(cv_http_etag_match("\"a b\"", "\"7\"", 0), -1);     /* space inside */
+    ck_assert_int_eq(cv_http_etag_match("w/\"7\"", "\"7\"", 0), -1);     /* W is case-sensitive */
     ck_assert_int_eq(cv_http_etag_match("\"7\x01\"", "\"7\"", 0), -1);
     /* A malformed element after a matching one still makes the whole header invalid. */
     ck_assert_int_eq(cv_http_etag_match("\"7\", 8", "\"7\"", 0), -1);

@@ -212,12 +212,12 @@ START_TEST(test_bytes_for_jsonb)
     ck_assert(cv_json_is_text("plain", 5));
     ck_assert(cv_json_is_text("\xc3\xa9t\xc3\xa9", 5));
     ck_assert(cv_json_is_text("", 0));
-    ck_assert(!cv_json_is_text("a\0b", 3));           /* NUL */
-    ck_assert(!cv_json_is_text("\xff\xfe", 2));       /* not UTF-8 */
-    ck_assert(!cv_json_is_text("\xc0\xaf", 2));       /* overlong */
-    ck_assert(!cv_json_is_text("\xed\xa0\x80", 3));   /* surrogate */
+    ck_assert(!cv_json_is_text("a\0b", 3));             /* NUL */
+    ck_assert(!cv_json_is_text("\xff\xfe", 2));         /* not UTF-8 */
+    ck_assert(!cv_json_is_text("\xc0\xaf", 2));         /* overlong */
+    ck_assert(!cv_json_is_text("\xed\xa0\x80", 3));     /* surrogate */
     ck_assert(!cv_json_is_text("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
-    ck_assert(!cv_json_is_text("\xc3", 1));           /* cut short */
+    ck_assert(!cv_json_is_text("\xc3", 1));             /* cut short */
     json_t *v = cv_json_bytes("a\0\xff", 3);
     ck_assert_str_eq(json_string_value(json_object_get(v, "hex")), "6100ff");
     json_decref(v);
@@ -233,8 +233,9 @@ END_TEST
 /* NUL characters inside strings, at any depth, become the text \u0000 jsonb accepts. */
 START_TEST(test_escape_nul)
 {
-    json_t *nested = json_pack("{s:s%, s:[s, s%], s:{s:s%}, s:i}", "a", "x\0y", (size_t)3, "list",
-                            "clean", "\0", (size_t)1, "obj", "deep", "p\0q\0", (size_t)4, "n", 1);
+    json_t *nested =
+        json_pack("{s:s%, s:[s, s%], s:{s:s%}, s:i}", "a", "x\0y", (size_t)3, "list", "clean", "\0",
+                  (size_t)1, "obj", "deep", "p\0q\0", (size_t)4, "n", 1);
     ck_assert_uint_eq(cv_json_escape_nul(nested), 3);
     char *text = json_dumps(nested, JSON_COMPACT);
     ck_assert_str_eq(text, "{\"a\":\"x\\\\u0000y\",\"list\":[\"clean\",\"\\\\u0000\"],"

@@ -27,8 +27,7 @@ static const char ES_E1[] = "{\"alg\":\"ES256\",\"kid\":\"e1\"}";
 
 static char *b64url(const unsigned char *data, size_t len)
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     char *out = malloc(len * 4 / 3 + 4);
     size_t o = 0;
     unsigned acc = 0;
@@ -82,16 +81,15 @@ static char *make_token(const char *header, const char *claims, const char *alg,
     size_t sig_len = 0;
     if (strcmp(alg, "HS256") == 0) {
         unsigned len = 0;
-        HMAC(EVP_sha256(), key, (int)key_len, (unsigned char *)signing, strlen(signing), sig,
-             &len);
+        HMAC(EVP_sha256(), key, (int)key_len, (unsigned char *)signing, strlen(signing), sig, &len);
         sig_len = len;
     } else if (strcmp(alg, "RS256") == 0 || strcmp(alg, "ES256") == 0) {
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         unsigned char der[1024];
         size_t der_len = sizeof(der);
         ck_assert_int_eq(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey), 1);
-        ck_assert_int_eq(EVP_DigestSign(md, der, &der_len, (unsigned char *)signing,
-                                        strlen(signing)), 1);
+        ck_assert_int_eq(
+            EVP_DigestSign(md, der, &der_len, (unsigned char *)signing, strlen(signing)), 1);
         EVP_MD_CTX_free(md);
         if (strcmp(alg, "RS256") == 0) {
             memcpy(sig, der, der_len);
@@ -202,10 +200,10 @@ START_TEST(test_rfc7515_hs256_example)
         "cnVlfQ"
         ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     static const unsigned char k[] = {
-        3,   35,  53,  75,  43,  15,  165, 188, 131, 126, 6,   101, 119, 123, 166, 143,
-        90,  179, 40,  230, 240, 84,  201, 40,  169, 15,  132, 178, 210, 80,  46,  191,
-        211, 251, 90,  146, 210, 6,   71,  239, 150, 138, 180, 195, 119, 98,  61,  34,
-        61,  46,  33,  114, 5,   46,  79,  8,   192, 205, 154, 245, 103, 208, 128, 163};
+        3,   35,  53, 75,  43,  15, 165, 188, 131, 126, 6,   101, 119, 123, 166, 143,
+        90,  179, 40, 230, 240, 84, 201, 40,  169, 15,  132, 178, 210, 80,  46,  191,
+        211, 251, 90, 146, 210, 6,  71,  239, 150, 138, 180, 195, 119, 98,  61,  34,
+        61,  46,  33, 114, 5,   46, 79,  8,   192, 205, 154, 245, 103, 208, 128, 163};
     char why[128];
     struct cv_jwt_keys *keys = cv_jwt_keys_new();
     ck_assert_int_eq(cv_jwt_keys_add_hs256(keys, k, sizeof(k), NULL, why, sizeof(why)), 0);
@@ -263,8 +261,8 @@ START_TEST(test_forgeries)
     char *none = make_token("{\"alg\":\"none\"}", claims_ok, "none", NULL, NULL, 0);
     ck_assert(!accepted(keys, none, &expect, why, sizeof(why)));
     ck_assert_str_eq(why, "no key accepts this token's algorithm");
-    char *none_kid = make_token("{\"alg\":\"none\",\"kid\":\"r1\"}", claims_ok, "none", NULL,
-                                NULL, 0);
+    char *none_kid =
+        make_token("{\"alg\":\"none\",\"kid\":\"r1\"}", claims_ok, "none", NULL, NULL, 0);
     ck_assert(!accepted(keys, none_kid, &expect, why, sizeof(why)));
     /* HS256 keyed with the RSA public key's PEM text: against the RSA key by kid, and without a
      * kid (then only the real HS256 secret is tried). */
@@ -277,22 +275,23 @@ START_TEST(test_forgeries)
     ck_assert(!accepted(keys, confused2, &expect, why, sizeof(why)));
     ck_assert_str_eq(why, "bad signature");
     /* An RS256 token naming the EC key's kid; a kid nobody has. */
-    char *wrong_kid = make_token("{\"alg\":\"RS256\",\"kid\":\"e1\"}", claims_ok, "RS256",
-                                 rsa_key, NULL, 0);
+    char *wrong_kid =
+        make_token("{\"alg\":\"RS256\",\"kid\":\"e1\"}", claims_ok, "RS256", rsa_key, NULL, 0);
     ck_assert(!accepted(keys, wrong_kid, &expect, why, sizeof(why)));
-    char *unknown_kid = make_token("{\"alg\":\"RS256\",\"kid\":\"zz\"}", claims_ok, "RS256",
-                                   rsa_key, NULL, 0);
+    char *unknown_kid =
+        make_token("{\"alg\":\"RS256\",\"kid\":\"zz\"}", claims_ok, "RS256", rsa_key, NULL, 0);
     ck_assert(!accepted(keys, unknown_kid, &expect, why, sizeof(why)));
     /* Claims changed after signing. */
     char *rs = make_token(RS_R1, claims_ok, "RS256", rsa_key, NULL, 0);
     char *other = make_token("{\"alg\":\"RS256\",\"kid\":\"r1\"}",
                              "{\"iss\":\"https://id.test\",\"aud\":\"conveyor\",\"sub\":\"bob\","
-                             "\"exp\":1700000600}", "RS256", rsa_key, NULL, 0);
+                             "\"exp\":1700000600}",
+                             "RS256", rsa_key, NULL, 0);
     char *dot1 = strchr(rs, '.'), *dot2 = strrchr(rs, '.');
     char *odot1 = strchr(other, '.'), *odot2 = strrchr(other, '.');
     char spliced[4096];
-    snprintf(spliced, sizeof(spliced), "%.*s%.*s%s", (int)(dot1 - rs), rs,
-             (int)(odot2 - odot1), odot1, dot2);
+    snprintf(spliced, sizeof(spliced), "%.*s%.*s%s", (int)(dot1 - rs), rs, (int)(odot2 - odot1),
+             odot1, dot2);
     ck_assert(!accepted(keys, spliced, &expect, why, sizeof(why)));
     ck_assert_str_eq(why, "bad signature");
     /* A crit header names an extension nobody here understands: refused. */
@@ -396,8 +395,7 @@ START_TEST(test_key_loading)
     ck_assert_int_eq(cv_jwt_keys_add_pem(keys, jwks_path, NULL, why, sizeof(why)), -1);
     ck_assert_ptr_nonnull(strstr(why, "not a PEM public key"));
     ck_assert_int_eq(
-        cv_jwt_keys_add_hs256(keys, (const unsigned char *)"short", 5, NULL, why, sizeof(why)),
-        -1);
+        cv_jwt_keys_add_hs256(keys, (const unsigned char *)"short", 5, NULL, why, sizeof(why)), -1);
     ck_assert_str_eq(why, "HS256 secret shorter than 32 bytes");
     ck_assert_int_eq(cv_jwt_keys_add_jwks(keys, jwks_path, why, sizeof(why)), 0);
     ck_assert_uint_eq(cv_jwt_keys_count(keys), 2); /* oct and enc keys skipped */

@@ -13,8 +13,8 @@ START_TEST(test_uuid_v4_form)
     ck_assert_uint_eq(strlen(a), 36);
     ck_assert(cv_uuid_valid(a));
     ck_assert_str_ne(a, b);
-    ck_assert_int_eq(a[14], '4');                    /* version */
-    ck_assert(strchr("89ab", a[19]) != NULL);        /* variant */
+    ck_assert_int_eq(a[14], '4');             /* version */
+    ck_assert(strchr("89ab", a[19]) != NULL); /* variant */
 }
 END_TEST
 
@@ -76,7 +76,7 @@ START_TEST(test_parse_time)
     ck_assert_int_eq(cv_parse_time("2026-11-26T13:23:42-01:00", &ms), 0);
     ck_assert_int_eq(ms, 1795703022000LL);
     ck_assert_int_eq(cv_parse_time("2026-11-26", &ms), -1);
-    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42", &ms), -1);  /* no zone */
+    ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42", &ms), -1); /* no zone */
     ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42.Z", &ms), -1);
     ck_assert_int_eq(cv_parse_time("2026-11-26T14:23:42Zjunk", &ms), -1);
     ck_assert_int_eq(cv_parse_time("yesterday", &ms), -1);
@@ -116,6 +116,22 @@ START_TEST(test_sleep_stops_early)
 }
 END_TEST
 
+/* Doubles from first_ms, lands exactly on max_ms (never past it), and starts over on reset. */
+START_TEST(test_backoff_doubles_caps_and_resets)
+{
+    struct cv_backoff b = CV_BACKOFF(500, 5000);
+    const int want[] = {500, 1000, 2000, 4000, 5000, 5000};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        ck_assert_int_eq(cv_backoff_next(&b), want[i]);
+    cv_backoff_reset(&b);
+    ck_assert_int_eq(cv_backoff_next(&b), 500);
+    struct cv_backoff c = CV_BACKOFF(100, 800);
+    const int want_c[] = {100, 200, 400, 800, 800};
+    for (size_t i = 0; i < sizeof(want_c) / sizeof(want_c[0]); i++)
+        ck_assert_int_eq(cv_backoff_next(&c), want_c[i]);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
@@ -127,6 +143,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, test_parse_time);
     tcase_add_test(tc, test_format_parse_round_trip);
     tcase_add_test(tc, test_sleep_stops_early);
+    tcase_add_test(tc, test_backoff_doubles_caps_and_resets);
     suite_add_tcase(s, tc);
     return s;
 }

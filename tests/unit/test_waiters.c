@@ -151,8 +151,7 @@ START_TEST(test_cap_bad_keys_and_stopping)
         ck_assert_int_eq(fired[i], 1);
         ck_assert_int_eq(fired_why[i], CV_WAKE_SHUTDOWN);
     }
-    ck_assert_int_eq(cv_waiters_add(small, "k", cv_waiters_mark(small), 100, on_fire,
-                                    (void *)9),
+    ck_assert_int_eq(cv_waiters_add(small, "k", cv_waiters_mark(small), 100, on_fire, (void *)9),
                      1);
     ck_assert_int_eq(fired[9], 0);
     cv_waiters_destroy(small);

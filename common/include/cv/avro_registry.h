@@ -30,8 +30,7 @@ void cv_avro_registry_destroy(struct cv_avro_registry *reg);
 
 /* The subject of s on topic by TopicRecordNameStrategy: "<topic>-<record full name>". Returns
  * 0, or -1 if it does not fit in size. */
-int cv_avro_registry_subject(const char *topic, const struct cv_schema *s, char *buf,
-                             size_t size);
+int cv_avro_registry_subject(const char *topic, const struct cv_schema *s, char *buf, size_t size);
 
 /* Registers s under subject (a registry that has it already answers with its id) and records
  * the id on s with cv_avro_schema_set_id. If s had another id before (a registry that lost its
@@ -40,16 +39,15 @@ int cv_avro_registry_subject(const char *topic, const struct cv_schema *s, char 
  * may succeed (no answer, 5xx, 408, 429) and 0 when not (the registry refused the schema or the
  * credentials). */
 int cv_avro_registry_register(struct cv_avro_registry *reg, const char *subject,
-                              const struct cv_schema *s, uint32_t *id, int *transient,
-                              char *errstr, size_t errstr_size);
+                              const struct cv_schema *s, uint32_t *id, int *transient, char *errstr,
+                              size_t errstr_size);
 
 /* The schema with registry id id: the catalogue's, or else fetched (GET /schemas/ids/{id}) and
  * added to the catalogue with that id (cv_avro_catalog_add). NULL with errstr and *transient
  * (may be NULL) as for cv_avro_registry_register; an id the registry does not know is not
  * transient. */
 const struct cv_schema *cv_avro_registry_lookup(struct cv_avro_registry *reg, uint32_t id,
-                                                int *transient, char *errstr,
-                                                size_t errstr_size);
+                                                int *transient, char *errstr, size_t errstr_size);
 
 /* Makes a framed value decodable by cv_avro_decode: if it is Confluent-framed with an id the
  * catalogue lacks, looks the id up. Returns 0 (also for other framings or too short input: the

@@ -10,8 +10,7 @@
 /* Records event_id as processed by consumer, inside the caller's open transaction.
  * Returns 1 if it is new (apply its effect), 0 if it was processed before (skip it),
  * -1 with err on a database error. */
-int cv_dedup_claim(PGconn *conn, const char *consumer, const char *event_id,
-                   struct cv_db_err *err);
+int cv_dedup_claim(PGconn *conn, const char *consumer, const char *event_id, struct cv_db_err *err);
 
 /* Records event_id as dead-lettered by consumer (not applied): a redelivery is skipped, a
  * redriven copy may still claim it. Returns as cv_dedup_claim. */

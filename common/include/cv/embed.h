@@ -23,7 +23,8 @@ extern const size_t cv_common_migrations_count;
 extern const struct cv_embedded_file cv_service_migrations[];
 extern const size_t cv_service_migrations_count;
 
-/* The service's seed data, from the JSON files of services/<name>/seed/ (empty for most services). */
+/* The service's seed data, from the JSON files of services/<name>/seed/ (empty for most services).
+ */
 extern const struct cv_embedded_file cv_service_seed[];
 extern const size_t cv_service_seed_count;
 

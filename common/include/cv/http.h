@@ -32,7 +32,7 @@ struct cv_http_route {
     const char *method;  /* "GET", "POST", ...; a GET route also answers HEAD */
     const char *pattern; /* "/orders/{id}/cancel": {name} matches one non-empty segment */
     cv_http_handler handler;
-    unsigned access;     /* CV_HTTP_OPEN or CV_ROLE_* bits (| CV_HTTP_RATE_LIMITED) */
+    unsigned access; /* CV_HTTP_OPEN or CV_ROLE_* bits (| CV_HTTP_RATE_LIMITED) */
 };
 
 /* The authenticated caller of a request (cv_http_principal). */
@@ -74,8 +74,8 @@ struct cv_http_config {
      * and clear per-request context such as the trace; before may add response headers. */
     cv_http_handler before;
     cv_http_handler after;
-    unsigned shutdown_grace_s;     /* cv_http_server_destroy waits this long for in-flight
-                                      requests (default 35: a 30 s long poll plus margin) */
+    unsigned shutdown_grace_s; /* cv_http_server_destroy waits this long for in-flight
+                                  requests (default 35: a 30 s long poll plus margin) */
 };
 
 /* Starts serving: GET /healthz, /readyz, /metrics, then routes (matched in order; the array and
@@ -136,7 +136,7 @@ const char *cv_http_path(const struct cv_http_request *req); /* percent-decoded,
 /* The segment matched by {name} in the route pattern, NULL if the pattern has no such name.
  * libmicrohttpd decodes the path before matching, so an encoded '/' splits segments. */
 const char *cv_http_path_param(const struct cv_http_request *req, const char *name);
-const char *cv_http_query(const struct cv_http_request *req, const char *name); /* NULL: absent */
+const char *cv_http_query(const struct cv_http_request *req, const char *name);  /* NULL: absent */
 const char *cv_http_header(const struct cv_http_request *req, const char *name); /* any case */
 /* The body (NUL-terminated for convenience, may contain NULs) and its length; "" if none. */
 const char *cv_http_body(const struct cv_http_request *req, size_t *len);

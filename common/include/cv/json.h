@@ -6,7 +6,7 @@
  *     long qty;
  *     if (cv_json_get_string(body, "items[3].sku", 1, 64, 1, &sku, &err) < 0 ||
  *         cv_json_get_int(body, "items[3].quantity", 1, 1000, 1, &qty, &err) < 0)
- *         return cv_http_reply_problem(resp, 422, "Invalid request", err.detail, err.field);
+ *         return cv_http_reply_problem(resp, 400, "Invalid order", err.detail, err.field);
  */
 #ifndef CV_JSON_H
 #define CV_JSON_H

@@ -16,8 +16,8 @@ void cv_jwt_keys_destroy(struct cv_jwt_keys *keys);
 
 /* Adds the public key of a PEM file (RSA: RS256; EC P-256: ES256), matched by kid when kid is
  * not NULL. 0, or -1 with the reason in errstr (never the key's contents). */
-int cv_jwt_keys_add_pem(struct cv_jwt_keys *keys, const char *path, const char *kid,
-                        char *errstr, size_t errstr_size);
+int cv_jwt_keys_add_pem(struct cv_jwt_keys *keys, const char *path, const char *kid, char *errstr,
+                        size_t errstr_size);
 /* Adds the RSA and P-256 keys of a JWKS file ({"keys": [{"kty", "kid", "alg"?, "use"?, ...}]});
  * keys of other types or uses are skipped. 0, or -1 with the reason in errstr. */
 int cv_jwt_keys_add_jwks(struct cv_jwt_keys *keys, const char *path, char *errstr,

@@ -25,4 +25,20 @@ int cv_parse_time(const char *text, int64_t *ms);
 /* Sleeps ms milliseconds, in slices, returning early once *stop is set (stop may be NULL). */
 void cv_sleep_ms(int ms, const volatile int *stop);
 
+/* Exponential backoff between retries: first_ms, then doubling, capped at max_ms. The one
+ * retry schedule of the library: struct cv_backoff b = CV_BACKOFF(100, 5000); */
+struct cv_backoff {
+    int first_ms;
+    int max_ms;
+    int next_ms;
+};
+#define CV_BACKOFF(first_ms, max_ms)                                                               \
+    {                                                                                              \
+        (first_ms), (max_ms), (first_ms)                                                           \
+    }
+/* The delay to wait now (ms); the one after is twice as long, up to max_ms. */
+int cv_backoff_next(struct cv_backoff *b);
+/* Back to first_ms (after a success). */
+void cv_backoff_reset(struct cv_backoff *b);
+
 #endif
