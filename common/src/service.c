@@ -447,11 +447,11 @@ static int setup_kafka(struct cv_service *svc)
     }
     if (cv_service_check_retention(svc, &got_signal_int) < 0)
         return -1;
-    svc->relay = cv_outbox_relay_start(
-        cv_config_str(svc->cfg, "DATABASE_URL"), svc->producer,
-        (unsigned)cv_config_int(svc->cfg, "OUTBOX_BATCH_SIZE"),
-        cv_config_int(svc->cfg, "OUTBOX_MISSING_TOPIC_GRACE_SECONDS") * 1000, errstr,
-        sizeof(errstr));
+    svc->relay =
+        cv_outbox_relay_start(cv_config_str(svc->cfg, "DATABASE_URL"), svc->producer,
+                              (unsigned)cv_config_int(svc->cfg, "OUTBOX_BATCH_SIZE"),
+                              cv_config_int(svc->cfg, "OUTBOX_MISSING_TOPIC_GRACE_SECONDS") * 1000,
+                              errstr, sizeof(errstr));
     if (!svc->relay) {
         cv_log_error("%s", errstr);
         return -1;

@@ -25,9 +25,8 @@ struct cv_outbox_relay;
  * errstr. */
 struct cv_outbox_relay *cv_outbox_relay_start(const char *conninfo,
                                               struct cv_kafka_producer *producer,
-                                              unsigned batch_size,
-                                              long missing_topic_grace_ms, char *errstr,
-                                              size_t errstr_size);
+                                              unsigned batch_size, long missing_topic_grace_ms,
+                                              char *errstr, size_t errstr_size);
 /* Stops the thread after the round in flight (waiting at most a few seconds for deliveries;
  * rows not acknowledged stay in the outbox for the next relay) and frees it. */
 void cv_outbox_relay_stop(struct cv_outbox_relay *relay);
