@@ -141,8 +141,8 @@ void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res)
             *p = (p[1] ? ' ' : '\0');
     snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state ? state : "");
     err->no_answer = 0;
-    err->transient = !conn || PQstatus(conn) != CONNECTION_OK || !state ||
-                     cv_db_sqlstate_transient(state);
+    err->transient =
+        !conn || PQstatus(conn) != CONNECTION_OK || !state || cv_db_sqlstate_transient(state);
 }
 
 /* Server notices ("relation already exists, skipping") are not errors: log them at debug. */
@@ -157,11 +157,11 @@ PGconn *cv_db_connect(const char *conninfo, struct cv_db_err *err)
     /* Ours first, conninfo last: what the operator's connection string says wins. */
     const char *keys[12], *values[12];
     int n = 0;
-#define KEYWORD(k, v)                                                                          \
-    do {                                                                                       \
-        keys[n] = (k);                                                                         \
-        values[n] = (v);                                                                       \
-        n++;                                                                                   \
+#define KEYWORD(k, v)                                                                              \
+    do {                                                                                           \
+        keys[n] = (k);                                                                             \
+        values[n] = (v);                                                                           \
+        n++;                                                                                       \
     } while (0)
     if (options.connect_timeout_s > 0)
         KEYWORD("connect_timeout", opt_connect);
@@ -382,8 +382,7 @@ void cv_db_release(struct cv_db_pool *pool, PGconn *conn)
     } else if (pool->trouble_until && pool->trouble_until > cv_monotonic_ms() + TROUBLE_HOLD_MS) {
         /* A probing caller that asked nothing: let the next one probe. */
         pool->trouble_until = cv_monotonic_ms();
-    }
-    else if (thread_outcome < 0)
+    } else if (thread_outcome < 0)
         pool_trouble(pool, "no answer from the database");
     thread_outcome = 0;
     pool->idle[pool->nidle++] = conn;
@@ -466,8 +465,7 @@ static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *c
 {
     PGresult *res;
     if (timeout_ms > 0) {
-        if (exec_bounded(conn, sql, nparams, params, lengths, formats, timeout_ms, &res, err) <
-            0)
+        if (exec_bounded(conn, sql, nparams, params, lengths, formats, timeout_ms, &res, err) < 0)
             return NULL;
     } else {
         res = PQexecParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
@@ -480,15 +478,14 @@ static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *c
     return NULL;
 }
 
-PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams,
-                             const char *const *params, int timeout_ms, struct cv_db_err *err)
+PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                             int timeout_ms, struct cv_db_err *err)
 {
     return query(conn, sql, nparams, params, NULL, NULL, timeout_ms, err);
 }
 
-PGresult *cv_db_query_binary(PGconn *conn, const char *sql, int nparams,
-                             const char *const *params, const int *lengths, const int *formats,
-                             struct cv_db_err *err)
+PGresult *cv_db_query_binary(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                             const int *lengths, const int *formats, struct cv_db_err *err)
 {
     return query(conn, sql, nparams, params, lengths, formats, answer_timeout_ms(), err);
 }

@@ -20,8 +20,8 @@ const char *cv_event_order_id(const struct cv_event *ev, char *reason, size_t re
     return id;
 }
 
-int cv_event_items_valid(const struct cv_event *ev, const char *field, int nonempty,
-                         char *reason, size_t reason_size)
+int cv_event_items_valid(const struct cv_event *ev, const char *field, int nonempty, char *reason,
+                         size_t reason_size)
 {
     const json_t *items = json_object_get(ev->data, field);
     if (!json_is_array(items)) {
@@ -41,14 +41,13 @@ int cv_event_items_valid(const struct cv_event *ev, const char *field, int nonem
         const json_t *qty = json_object_get(item, "quantity");
         /* A NUL byte inside would make the SKU read as its first part: another SKU. */
         if (!sku || strlen(sku) != json_string_length(skuv) || !cv_sku_valid(sku)) {
-            snprintf(reason, reason_size, "%s %s[%zu].sku is not a valid SKU", ev->type, field,
-                     i);
+            snprintf(reason, reason_size, "%s %s[%zu].sku is not a valid SKU", ev->type, field, i);
             return -1;
         }
         if (!json_is_integer(qty) || json_integer_value(qty) <= 0 ||
             json_integer_value(qty) > CV_EVENT_MAX_QUANTITY) {
-            snprintf(reason, reason_size, "%s %s[%zu].quantity must be 1 to %ld", ev->type,
-                     field, i, CV_EVENT_MAX_QUANTITY);
+            snprintf(reason, reason_size, "%s %s[%zu].quantity must be 1 to %ld", ev->type, field,
+                     i, CV_EVENT_MAX_QUANTITY);
             return -1;
         }
     }

@@ -7,8 +7,7 @@
 #include "kafka_int.h"
 
 int cv_kafka_create_topics(rd_kafka_t *rk, const char *const *topics, int partitions,
-                           int replication_factor, int timeout_ms, char *errstr,
-                           size_t errstr_size)
+                           int replication_factor, int timeout_ms, char *errstr, size_t errstr_size)
 {
     size_t n = 0;
     while (topics[n])
@@ -18,8 +17,8 @@ int cv_kafka_create_topics(rd_kafka_t *rk, const char *const *topics, int partit
     rd_kafka_NewTopic_t **newts = calloc(n, sizeof(*newts));
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        newts[i] = rd_kafka_NewTopic_new(topics[i], partitions, replication_factor, errstr,
-                                         errstr_size);
+        newts[i] =
+            rd_kafka_NewTopic_new(topics[i], partitions, replication_factor, errstr, errstr_size);
         if (!newts[i]) {
             rc = -1;
             goto cleanup;
@@ -84,8 +83,7 @@ int cv_kafka_topic_retention_ms(rd_kafka_t *rk, const char *topic, int64_t *rete
         const rd_kafka_ConfigResource_t **rs = rd_kafka_DescribeConfigs_result_resources(
             rd_kafka_event_DescribeConfigs_result(ev), &cnt);
         for (size_t i = 0; i < cnt; i++) {
-            if (rd_kafka_ConfigResource_error(rs[i]) ==
-                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            if (rd_kafka_ConfigResource_error(rs[i]) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
                 snprintf(errstr, errstr_size, "topic %s does not exist", topic);
                 rc = 1;
                 break;

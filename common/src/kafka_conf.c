@@ -31,8 +31,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     } else if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) {
         /* Wrong credentials or certificates do not heal by retrying: say so plainly. */
         cv_log_error("kafka %s: %s failed (check KAFKA_SASL_* and KAFKA_SSL_*): %s",
-                     rd_kafka_name(rk),
-                     err == RD_KAFKA_RESP_ERR__SSL ? "TLS" : "authentication", reason);
+                     rd_kafka_name(rk), err == RD_KAFKA_RESP_ERR__SSL ? "TLS" : "authentication",
+                     reason);
     } else {
         cv_log_warn("kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
     }

@@ -163,16 +163,15 @@ size_t cv_kafka_consumer_poll(struct cv_kafka_consumer *c, rd_kafka_message_t **
 int cv_kafka_consumer_store(struct cv_kafka_consumer *c, const rd_kafka_message_t *msg)
 {
     rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(msg->rkt), msg->partition)
-        ->offset = msg->offset + 1;
+    rd_kafka_topic_partition_list_add(offs, rd_kafka_topic_name(msg->rkt), msg->partition)->offset =
+        msg->offset + 1;
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, offs);
     rd_kafka_topic_partition_list_destroy(offs);
     if (err) {
         /* The partition was revoked meanwhile: its next owner will see it again, and the
          * idempotent-consumer record makes that harmless. */
-        cv_log_warn("kafka consumer: store offset %s[%d]@%lld: %s",
-                    rd_kafka_topic_name(msg->rkt), msg->partition, (long long)msg->offset,
-                    rd_kafka_err2str(err));
+        cv_log_warn("kafka consumer: store offset %s[%d]@%lld: %s", rd_kafka_topic_name(msg->rkt),
+                    msg->partition, (long long)msg->offset, rd_kafka_err2str(err));
         return -1;
     }
     return 0;

@@ -34,10 +34,21 @@ struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char 
      * would let a later message of the same key overtake it when its sender retries. */
     char max_bytes[16];
     snprintf(max_bytes, sizeof(max_bytes), "%d", CV_KAFKA_MESSAGE_MAX_BYTES);
-    const char *const defaults[] = {
-        "enable.idempotence", "true", "acks", "all", "max.in.flight.requests.per.connection",
-        "5", "message.timeout.ms", "0", "linger.ms", "0", "socket.keepalive.enable", "true",
-        "message.max.bytes", max_bytes, NULL};
+    const char *const defaults[] = {"enable.idempotence",
+                                    "true",
+                                    "acks",
+                                    "all",
+                                    "max.in.flight.requests.per.connection",
+                                    "5",
+                                    "message.timeout.ms",
+                                    "0",
+                                    "linger.ms",
+                                    "0",
+                                    "socket.keepalive.enable",
+                                    "true",
+                                    "message.max.bytes",
+                                    max_bytes,
+                                    NULL};
     rd_kafka_conf_t *conf =
         cv_kafka_conf_new(brokers, client_id, defaults, extra, errstr, errstr_size);
     if (!conf)
@@ -84,8 +95,7 @@ int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void 
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
     for (size_t i = 0; i < nheaders; i++)
-        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
-                            (ssize_t)headers[i].len);
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].len);
     if (dlv) {
         dlv->done = 0;
         dlv->err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -107,8 +117,8 @@ int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void 
     return 0;
 }
 
-size_t cv_kafka_record_size(size_t key_len, size_t value_len,
-                            const struct cv_kafka_header *headers, size_t nheaders)
+size_t cv_kafka_record_size(size_t key_len, size_t value_len, const struct cv_kafka_header *headers,
+                            size_t nheaders)
 {
     /* Varint lengths take at most 5 bytes each: name length, value length per header. */
     size_t size = CV_KAFKA_FRAMING_BYTES + key_len + value_len;

@@ -72,8 +72,10 @@ int cv_kafka_security_init(struct cv_kafka_security *sec, cv_kafka_setting_fn ge
     const char *key = setting(get, arg, "KAFKA_SSL_KEY_LOCATION", "");
 
     if (!one_of(protocol, protocols)) {
-        snprintf(errstr, errstr_size, "KAFKA_SECURITY_PROTOCOL: expected plaintext, ssl, "
-                 "sasl_plaintext or sasl_ssl, got \"%s\"", protocol);
+        snprintf(errstr, errstr_size,
+                 "KAFKA_SECURITY_PROTOCOL: expected plaintext, ssl, "
+                 "sasl_plaintext or sasl_ssl, got \"%s\"",
+                 protocol);
         return -1;
     }
     int sasl = strncmp(protocol, "sasl_", 5) == 0;
@@ -81,8 +83,10 @@ int cv_kafka_security_init(struct cv_kafka_security *sec, cv_kafka_setting_fn ge
     add(sec, "security.protocol", protocol);
     if (sasl) {
         if (!one_of(mechanism, mechanisms)) {
-            snprintf(errstr, errstr_size, "KAFKA_SASL_MECHANISM: expected SCRAM-SHA-512, "
-                     "SCRAM-SHA-256 or PLAIN, got \"%s\"", mechanism);
+            snprintf(errstr, errstr_size,
+                     "KAFKA_SASL_MECHANISM: expected SCRAM-SHA-512, "
+                     "SCRAM-SHA-256 or PLAIN, got \"%s\"",
+                     mechanism);
             return -1;
         }
         if (user[0] == '\0') {

@@ -46,7 +46,7 @@ struct row {
     size_t value_len;
     struct cv_kafka_header *headers;
     size_t nheaders;
-    json_t *headers_json; /* owns the header names and text values */
+    json_t *headers_json;        /* owns the header names and text values */
     unsigned char **header_bufs; /* decoded hex values */
     unsigned char **name_bufs;   /* decoded hex names */
     const char *quarantine;      /* why the broker can never take this row, or NULL */
@@ -190,8 +190,8 @@ static int relay_connect(struct cv_outbox_relay *relay)
 static int relay_try_lock(struct cv_outbox_relay *relay)
 {
     struct cv_db_err err;
-    PGresult *res = cv_db_query(relay->conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_ID ")", 0,
-                                NULL, &err);
+    PGresult *res =
+        cv_db_query(relay->conn, "SELECT pg_try_advisory_lock(" RELAY_LOCK_ID ")", 0, NULL, &err);
     if (!res) {
         cv_log_warn("outbox relay: lock: %s", err.msg);
         return -1;
@@ -257,8 +257,8 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
     for (int i = 0; i < n; i++) {
         if (!rows[i].quarantine)
             continue;
-        cv_log_error("outbox relay: row %s to %s quarantined (outbox_quarantine): %s",
-                     rows[i].id, rows[i].topic, rows[i].quarantine);
+        cv_log_error("outbox relay: row %s to %s quarantined (outbox_quarantine): %s", rows[i].id,
+                     rows[i].topic, rows[i].quarantine);
         cv_counter_add(cv_metrics_counter("outbox_quarantined_total",
                                           "Outbox rows the broker can never take, moved to "
                                           "outbox_quarantine",
@@ -592,9 +592,8 @@ static void *relay_main(void *arg)
 
 struct cv_outbox_relay *cv_outbox_relay_start(const char *conninfo,
                                               struct cv_kafka_producer *producer,
-                                              unsigned batch_size,
-                                              long missing_topic_grace_ms, char *errstr,
-                                              size_t errstr_size)
+                                              unsigned batch_size, long missing_topic_grace_ms,
+                                              char *errstr, size_t errstr_size)
 {
     struct cv_outbox_relay *relay = calloc(1, sizeof(*relay));
     if (!relay || !(relay->conninfo = strdup(conninfo))) {

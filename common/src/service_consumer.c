@@ -31,8 +31,7 @@ struct decoded {
     int registry_retry; /* the writer's schema id could not be resolved yet: retry, not reject */
 };
 
-static void decode_record(struct cv_service *svc, struct decoded *d,
-                          const rd_kafka_message_t *msg)
+static void decode_record(struct cv_service *svc, struct decoded *d, const rd_kafka_message_t *msg)
 {
     memset(d, 0, sizeof(*d));
     struct cv_event *ev = &d->ev;
@@ -52,9 +51,9 @@ static void decode_record(struct cv_service *svc, struct decoded *d,
         ev->decode_error = d->decode_error;
         return;
     }
-    if (svc->registry && cv_avro_registry_prepare(svc->registry, msg->payload, msg->len,
-                                                  &d->registry_retry, d->decode_error,
-                                                  sizeof(d->decode_error)) < 0) {
+    if (svc->registry &&
+        cv_avro_registry_prepare(svc->registry, msg->payload, msg->len, &d->registry_retry,
+                                 d->decode_error, sizeof(d->decode_error)) < 0) {
         ev->decode_error = d->decode_error;
         return;
     }
@@ -85,8 +84,8 @@ static void decode_record(struct cv_service *svc, struct decoded *d,
     }
     snprintf(d->type, sizeof(d->type), "%s", cv_avro_schema_type(writer));
     ev->type = d->type;
-    const char *id = json_string_value(json_object_get(json_object_get(ev->data, "metadata"),
-                                                       "event_id"));
+    const char *id =
+        json_string_value(json_object_get(json_object_get(ev->data, "metadata"), "event_id"));
     if (!id || !*id) {
         json_decref(ev->data);
         ev->data = NULL;
@@ -140,9 +139,8 @@ static int held_back(struct cv_service *svc, const char *type)
  * is not handled but dead-lettered for that reason (it failed on its own). Returns CV_HANDLED
  * (also for skipped duplicates and dead-lettered records) or CV_RETRY; err is set for
  * CV_RETRY, transient unless the failure would come again. */
-static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
-                                           struct decoded *d, const char *reject,
-                                           struct cv_db_err *err)
+static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn, struct decoded *d,
+                                           const char *reject, struct cv_db_err *err)
 {
     const struct cv_event *ev = &d->ev;
     char reason[512] = "";
@@ -156,8 +154,7 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
     rd_kafka_headers_t *hdrs = NULL;
     char tp_text[CV_TRACEPARENT_LEN + 1] = "";
     if (rd_kafka_message_headers(ev->msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(hdrs, "traceparent", &tp, &tp_len) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "traceparent", &tp, &tp_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         tp && tp_len == CV_TRACEPARENT_LEN) {
         memcpy(tp_text, tp, tp_len);
         tp_text[tp_len] = '\0';
@@ -176,16 +173,16 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         snprintf(reason, sizeof(reason), "undecodable: %s", ev->decode_error);
         result = CV_REJECT;
     } else if (!svc->def->raw) {
-        int claimed = redriven(ev) ? cv_dedup_claim_redriven(conn, svc->def->name,
-                                                             ev->event_id, err)
-                                   : cv_dedup_claim(conn, svc->def->name, ev->event_id, err);
+        int claimed = redriven(ev)
+                          ? cv_dedup_claim_redriven(conn, svc->def->name, ev->event_id, err)
+                          : cv_dedup_claim(conn, svc->def->name, ev->event_id, err);
         if (claimed < 0)
             result = cv_service_db_failure(err, reason, sizeof(reason));
         else if (claimed == 0) {
             cv_log_debug("skipping duplicate %s %s", ev->type, ev->event_id);
-            cv_counter_add(cv_metrics_counter("consumer_duplicates_total",
-                                              "Redelivered events skipped", NULL),
-                           1);
+            cv_counter_add(
+                cv_metrics_counter("consumer_duplicates_total", "Redelivered events skipped", NULL),
+                1);
             result = CV_HANDLED;
         } else if (held_back(svc, ev->type)) {
             snprintf(reason, sizeof(reason), "held back: %s is in CONSUMER_DEAD_LETTER_TYPES",
@@ -200,7 +197,8 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
 
     if (result == CV_RETRY) {
         if (!err->msg[0] || !err->transient) {
-            snprintf(err->msg, sizeof(err->msg), "%s", reason[0] ? reason : "handler asked to retry");
+            snprintf(err->msg, sizeof(err->msg), "%s",
+                     reason[0] ? reason : "handler asked to retry");
             err->transient = 1;
         }
     } else if (result == CV_REJECT) {
@@ -239,8 +237,8 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
 /* Applies batch[0..n) in one transaction; with reject set (n is then 1), dead-letters the
  * record for that reason instead. 0 once committed, -1 with err to retry it (err->transient
  * unset: the same batch would fail again). */
-static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
-                       const char *reject, struct cv_db_err *err)
+static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n, const char *reject,
+                       struct cv_db_err *err)
 {
     PGconn *conn = cv_db_acquire(svc->pool, err);
     if (!conn)
@@ -268,8 +266,8 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n,
  * a permanent failure of the batch, one record per transaction from *done on, dead-lettering
  * (alone) a record that fails permanently by itself. 0 when all are applied, or -1 with err
  * (transient) to try again later from where it stopped. */
-static int apply_isolating(struct cv_service *svc, struct decoded *batch, size_t n,
-                           size_t *done, int *isolating, struct cv_db_err *err)
+static int apply_isolating(struct cv_service *svc, struct decoded *batch, size_t n, size_t *done,
+                           int *isolating, struct cv_db_err *err)
 {
     if (!*isolating) {
         if (apply_batch(svc, batch, n, NULL, err) == 0) {
@@ -353,12 +351,10 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
             cv_log_warn("consumer: stopping with a batch of %zu not applied: %s", n, err.msg);
             goto out;
         }
-        cv_log_warn("consumer: batch of %zu failed (%s), retrying in %d ms", n, err.msg,
-                    backoff);
-        cv_counter_add(
-            cv_metrics_counter("consumer_batch_retries_total", "Batches rolled back and retried",
-                               NULL),
-            1);
+        cv_log_warn("consumer: batch of %zu failed (%s), retrying in %d ms", n, err.msg, backoff);
+        cv_counter_add(cv_metrics_counter("consumer_batch_retries_total",
+                                          "Batches rolled back and retried", NULL),
+                       1);
         cv_sleep_ms(backoff, &svc->stop);
         backoff = backoff < 5000 ? backoff * 2 : 5000;
     }
@@ -370,13 +366,11 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
     if (cv_kafka_consumer_commit(svc->consumer, errstr, sizeof(errstr)) < 0)
         cv_log_warn("consumer: %s (the records may be redelivered and skipped)", errstr);
     cv_stage_observe(CV_STAGE_APPLIED_TO_COMMIT, applied_ms, cv_now_ms());
-    cv_counter_add(cv_metrics_counter("consumer_records_total", "Records consumed and applied",
-                                      NULL),
-                   n);
-    cv_histogram_observe(
-        cv_metrics_histogram("consumer_batch_duration_seconds",
-                             "Time to apply and commit one batch", NULL, NULL, 0),
-        (double)(cv_monotonic_ms() - started) / 1000.0);
+    cv_counter_add(
+        cv_metrics_counter("consumer_records_total", "Records consumed and applied", NULL), n);
+    cv_histogram_observe(cv_metrics_histogram("consumer_batch_duration_seconds",
+                                              "Time to apply and commit one batch", NULL, NULL, 0),
+                         (double)(cv_monotonic_ms() - started) / 1000.0);
 out:
     for (size_t i = 0; i < n; i++)
         decoded_free(&batch[i]);
@@ -429,19 +423,23 @@ int cv_service_consumer_start(struct cv_service *svc, char *errstr, size_t errst
     snprintf(fetch_wait, sizeof(fetch_wait), "%ld",
              cv_config_int(svc->cfg, "KAFKA_FETCH_WAIT_MAX_MS"));
     const char *extra[6 + sizeof(svc->kafka_sec.props) / sizeof(svc->kafka_sec.props[0])] = {
-        "session.timeout.ms", session, "partition.assignment.strategy",
-        cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"), "fetch.wait.max.ms", fetch_wait};
+        "session.timeout.ms",
+        session,
+        "partition.assignment.strategy",
+        cv_config_str(svc->cfg, "KAFKA_ASSIGNMENT_STRATEGY"),
+        "fetch.wait.max.ms",
+        fetch_wait};
     for (size_t i = 0; svc->kafka_sec.props[i]; i++) /* TLS and SASL, as for the producer */
         extra[6 + i] = svc->kafka_sec.props[i];
     char client_id[128];
     snprintf(client_id, sizeof(client_id), "%s-consumer", svc->def->name);
     char default_group[192];
-    snprintf(default_group, sizeof(default_group), "%s%s",
-             cv_config_str(svc->cfg, "TOPIC_PREFIX"), svc->def->name);
+    snprintf(default_group, sizeof(default_group), "%s%s", cv_config_str(svc->cfg, "TOPIC_PREFIX"),
+             svc->def->name);
     cv_service_dead_letter_metrics_init();
-    svc->consumer = cv_kafka_consumer_new(brokers, group[0] ? group : default_group, client_id,
-                                          (const char *const *)svc->consumes, extra, errstr,
-                                          errstr_size);
+    svc->consumer =
+        cv_kafka_consumer_new(brokers, group[0] ? group : default_group, client_id,
+                              (const char *const *)svc->consumes, extra, errstr, errstr_size);
     if (!svc->consumer)
         return -1;
     if (pthread_create(&svc->consumer_thread, NULL, consumer_main, svc) != 0) {

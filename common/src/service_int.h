@@ -18,18 +18,18 @@ struct cv_service {
     struct cv_kafka_consumer *consumer;
     struct cv_http_server *http;
     struct cv_http_route *routes; /* the service's routes and GET /openapi.json (owned) */
-    struct cv_http_auth *auth; /* NULL: authentication off */
-    struct cv_waiters *waiters; /* long polls; NULL without def->notify_channel */
+    struct cv_http_auth *auth;    /* NULL: authentication off */
+    struct cv_waiters *waiters;   /* long polls; NULL without def->notify_channel */
     struct cv_counter *waits_refused;
     pthread_t consumer_thread;
     pthread_t lag_thread; /* reports consumer lag every second, even while a batch is stuck */
     int consumer_started;
     volatile int consumer_running; /* the loop is polling */
     volatile int stop;
-    char topic[160];      /* TOPIC_PREFIX + def->topic; "" if the service produces none */
-    char dlq_topic[160];  /* TOPIC_PREFIX + "<name>.dlq" */
-    char **consumes;      /* TOPIC_PREFIX + each of def->consumes, NULL-terminated */
-    char source[160]; /* CloudEvents source: "/conveyor/<name>" */
+    char topic[160];     /* TOPIC_PREFIX + def->topic; "" if the service produces none */
+    char dlq_topic[160]; /* TOPIC_PREFIX + "<name>.dlq" */
+    char **consumes;     /* TOPIC_PREFIX + each of def->consumes, NULL-terminated */
+    char source[160];    /* CloudEvents source: "/conveyor/<name>" */
     /* readiness cache: brokers are asked at most once a second */
     pthread_mutex_t ready_lock;
     int64_t kafka_checked_ms;

@@ -13,8 +13,7 @@ static void handle_openapi(struct cv_http_request *req, struct cv_http_response 
     (void)app;
     const struct cv_embedded_file *doc = &cv_service_openapi[0];
     if (doc->path == NULL) {
-        cv_http_reply_problem(resp, 404, "Not Found", "this service has no OpenAPI document",
-                              NULL);
+        cv_http_reply_problem(resp, 404, "Not Found", "this service has no OpenAPI document", NULL);
         return;
     }
     cv_http_reply_text(resp, 200, "application/json", doc->data, doc->size);

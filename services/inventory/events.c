@@ -89,14 +89,15 @@ static int record_decision(PGconn *conn, const char *order_id, const char *statu
 
 /* Moves a RESERVED reservation to status; its items into *items (caller decrefs) when it did.
  * 1 if it moved, 0 if it was not RESERVED (or is unknown), -1 with err. */
-static int leave_reserved(PGconn *conn, const char *order_id, const char *status,
-                          json_t **items, struct cv_db_err *err)
+static int leave_reserved(PGconn *conn, const char *order_id, const char *status, json_t **items,
+                          struct cv_db_err *err)
 {
     const char *params[] = {order_id, status};
-    PGresult *res = cv_db_query(conn,
-                                "UPDATE reservations SET status = $2, updated_at = now()"
-                                " WHERE order_id = $1 AND status = 'RESERVED' RETURNING items::text",
-                                2, params, err);
+    PGresult *res =
+        cv_db_query(conn,
+                    "UPDATE reservations SET status = $2, updated_at = now()"
+                    " WHERE order_id = $1 AND status = 'RESERVED' RETURNING items::text",
+                    2, params, err);
     if (!res)
         return -1;
     int moved = PQntuples(res) == 1;
@@ -124,8 +125,7 @@ static int move_stock(PGconn *conn, const char *sku, json_int_t qty, const char 
 }
 
 /* Moves every item's quantity between columns as move_stock does. 0, or -1 with err. */
-static int move_items(PGconn *conn, const json_t *items, const char *set_sql,
-                      struct cv_db_err *err)
+static int move_items(PGconn *conn, const json_t *items, const char *set_sql, struct cv_db_err *err)
 {
     size_t i;
     json_t *item;
@@ -187,11 +187,11 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
         if (have < want) {
             json_array_append_new(shortages, json_pack("{s:s, s:I, s:I}", "sku", sku, "requested",
                                                        want, "available", have));
-            why_len += (size_t)snprintf(why + why_len, why_len < sizeof(why) ? sizeof(why) - why_len : 0,
-                                        "%s %s (requested %lld, available %lld%s)",
-                                        json_array_size(shortages) > 1 ? "," : "", sku,
-                                        (long long)want, (long long)have,
-                                        known ? "" : ", unknown SKU");
+            why_len +=
+                (size_t)snprintf(why + why_len, why_len < sizeof(why) ? sizeof(why) - why_len : 0,
+                                 "%s %s (requested %lld, available %lld%s)",
+                                 json_array_size(shortages) > 1 ? "," : "", sku, (long long)want,
+                                 (long long)have, known ? "" : ", unknown SKU");
         }
     }
     int reserve = json_array_size(shortages) == 0;
@@ -206,7 +206,8 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     if (!inserted)
         goto out;
     if (reserve &&
-        move_items(conn, items, "available = available - $2::bigint, reserved = reserved + $2::bigint",
+        move_items(conn, items,
+                   "available = available - $2::bigint, reserved = reserved + $2::bigint",
                    &err) < 0) {
         result = cv_service_db_failure(&err, reason, reason_size);
         goto out;
@@ -229,9 +230,8 @@ out:
  * available (StockReleased). A shipment cancelled before inventory saw the order is recorded
  * RELEASED, so that the order is never reserved. */
 static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGconn *conn,
-                                                    const struct cv_event *ev,
-                                                    const char *order_id, char *reason,
-                                                    size_t reason_size)
+                                                    const struct cv_event *ev, const char *order_id,
+                                                    char *reason, size_t reason_size)
 {
     const char *why = cv_event_string(ev, "reason", reason, reason_size);
     if (!why)
@@ -251,9 +251,10 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
     if (moved <= 0)
         return moved < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
     enum cv_handler_result result = CV_HANDLED;
-    json_t *event = json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items, "reason",
-                              why);
-    if (move_items(conn, items, "available = available + $2::bigint, reserved = reserved - $2::bigint",
+    json_t *event =
+        json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items, "reason", why);
+    if (move_items(conn, items,
+                   "available = available + $2::bigint, reserved = reserved - $2::bigint",
                    &err) < 0 ||
         cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL, &err) < 0)
         result = cv_service_db_failure(&err, reason, reason_size);
@@ -320,7 +321,8 @@ int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_eve
     int rc = 0;
     if (json_array_size(skus) || json_array_size(orders)) {
         /* Postgres array literals from JSON arrays of strings. */
-        char *sku_json = json_dumps(skus, JSON_COMPACT), *order_json = json_dumps(orders, JSON_COMPACT);
+        char *sku_json = json_dumps(skus, JSON_COMPACT),
+             *order_json = json_dumps(orders, JSON_COMPACT);
         const char *params[] = {sku_json, order_json};
         rc = cv_db_exec(conn,
                         "SELECT sku FROM stock WHERE sku IN ("

@@ -25,8 +25,8 @@ int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_eve
 /* Sets the available stock of sku (creating it; name NULL keeps the current one, or the sku for a
  * new one) and emits StockAdjusted, in the caller's transaction. Returns 0 or -1 with err
  * (stock.c). */
-int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku,
-                            const char *name, long available, struct cv_db_err *err);
+int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku, const char *name,
+                            long available, struct cv_db_err *err);
 /* One SKU as JSON, or NULL: *found 0 if unknown, -1 on a database error (err). The row's
  * version goes to *version when version is not NULL. Caller decrefs. */
 json_t *inventory_get(PGconn *conn, const char *sku, long long *version, int *found,
@@ -54,10 +54,9 @@ struct inventory_adjustment {
 /* Adds delta (non-zero) to sku's available stock if the result stays within 0..max_available,
  * records the adjustment with its reason (under the idempotency key key when not NULL) and
  * emits StockAdjusted, all in the caller's open transaction. */
-enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn,
-                                              const char *sku, long delta, long max_available,
-                                              const char *reason, const char *key,
-                                              struct inventory_adjustment *out,
+enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn, const char *sku,
+                                              long delta, long max_available, const char *reason,
+                                              const char *key, struct inventory_adjustment *out,
                                               struct cv_db_err *err);
 /* The adjustment recorded under Idempotency-Key key as {"sku", "delta", "reason", "stock"}, with
  * the version it left in *version; NULL with *found 0 if none, -1 on a database error (err).

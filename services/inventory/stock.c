@@ -7,7 +7,7 @@
 #include "inventory.h"
 
 #define STOCK_JSON                                                                                 \
-    "json_build_object('sku', sku, 'name', name, 'available', available, 'reserved', reserved,"  \
+    "json_build_object('sku', sku, 'name', name, 'available', available, 'reserved', reserved,"    \
     " 'shipped', shipped)"
 
 json_t *inventory_get(PGconn *conn, const char *sku, long long *version, int *found,
@@ -28,8 +28,7 @@ json_t *inventory_get(PGconn *conn, const char *sku, long long *version, int *fo
     return item;
 }
 
-int inventory_lock_version(PGconn *conn, const char *sku, long long *version,
-                           struct cv_db_err *err)
+int inventory_lock_version(PGconn *conn, const char *sku, long long *version, struct cv_db_err *err)
 {
     const char *params[] = {sku};
     PGresult *res =
@@ -54,8 +53,8 @@ json_t *inventory_page(PGconn *conn, const char *after, long limit, struct cv_db
                            2, params, limit, "items", err);
 }
 
-int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku,
-                            const char *name, long available, struct cv_db_err *err)
+int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku, const char *name,
+                            long available, struct cv_db_err *err)
 {
     char avail[24];
     snprintf(avail, sizeof(avail), "%ld", available);
@@ -70,12 +69,13 @@ int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sk
     long previous = PQntuples(res) ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
     PQclear(res);
     const char *params[] = {sku, name, avail};
-    res = cv_db_query(conn,
-                      "INSERT INTO stock (sku, name, available) VALUES ($1, COALESCE($2, $1), $3::int)"
-                      " ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,"
-                      " name = COALESCE($2, stock.name), updated_at = now()"
-                      " RETURNING name",
-                      3, params, err);
+    res = cv_db_query(
+        conn,
+        "INSERT INTO stock (sku, name, available) VALUES ($1, COALESCE($2, $1), $3::int)"
+        " ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,"
+        " name = COALESCE($2, stock.name), updated_at = now()"
+        " RETURNING name",
+        3, params, err);
     if (!res)
         return -1;
     json_t *event = json_pack("{s:s, s:s, s:I, s:I, s:o}", "sku", sku, "name",
@@ -109,10 +109,9 @@ static int record_adjustment(PGconn *conn, const char *sku, const char *delta, c
     return inserted;
 }
 
-enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn,
-                                              const char *sku, long delta, long max_available,
-                                              const char *reason, const char *key,
-                                              struct inventory_adjustment *out,
+enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn, const char *sku,
+                                              long delta, long max_available, const char *reason,
+                                              const char *key, struct inventory_adjustment *out,
                                               struct cv_db_err *err)
 {
     char delta_text[24], max_text[24];
@@ -151,10 +150,10 @@ enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *co
         return recorded < 0 ? INVENTORY_ADJUST_FAILED : INVENTORY_ADJUST_KEY_TAKEN;
     }
     out->stock = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
-    json_t *event = json_pack("{s:s, s:s, s:I, s:I, s:s}", "sku", sku, "name",
-                              PQgetvalue(res, 0, 0), "available", (json_int_t)out->available,
-                              "previous_available", (json_int_t)(out->available - delta),
-                              "reason", reason);
+    json_t *event =
+        json_pack("{s:s, s:s, s:I, s:I, s:s}", "sku", sku, "name", PQgetvalue(res, 0, 0),
+                  "available", (json_int_t)out->available, "previous_available",
+                  (json_int_t)(out->available - delta), "reason", reason);
     PQclear(res);
     int rc = cv_service_emit(svc, conn, "StockAdjusted", sku, event, NULL, NULL, NULL, err);
     json_decref(event);

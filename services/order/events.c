@@ -70,8 +70,7 @@ static int apply_answer(PGconn *conn, const struct cv_event *ev, const char *ord
 }
 
 enum cv_handler_result order_on_event(struct cv_service *svc, PGconn *conn,
-                                      const struct cv_event *ev, char *reason,
-                                      size_t reason_size)
+                                      const struct cv_event *ev, char *reason, size_t reason_size)
 {
     const struct transition *t = NULL;
     for (size_t i = 0; i < sizeof(transitions) / sizeof(transitions[0]); i++)

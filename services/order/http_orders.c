@@ -94,9 +94,9 @@ static int replay_idempotent(PGconn *conn, const char *key, const json_t *reques
 {
     struct cv_db_err err;
     const char *params[] = {key};
-    PGresult *res = cv_db_query(
-        conn, "SELECT request::text, order_id FROM idempotency_keys WHERE key = $1", 1, params,
-        &err);
+    PGresult *res =
+        cv_db_query(conn, "SELECT request::text, order_id FROM idempotency_keys WHERE key = $1", 1,
+                    params, &err);
     if (!res) {
         cv_service_reply_db_error(resp, &err);
         return -1;
@@ -133,9 +133,8 @@ static int replay_idempotent(PGconn *conn, const char *key, const json_t *reques
 /* Inserts the order, its idempotency key and its OrderPlaced event in one transaction, and
  * returns the order as it was committed (PENDING: read inside the transaction, before the saga
  * can move it on). NULL with err (sqlstate 23505 when the key was taken meanwhile). */
-static json_t *insert_order(struct cv_service *svc, PGconn *conn, const char *id,
-                            const json_t *req, long total, const char *idem_key,
-                            struct cv_db_err *err)
+static json_t *insert_order(struct cv_service *svc, PGconn *conn, const char *id, const json_t *req,
+                            long total, const char *idem_key, struct cv_db_err *err)
 {
     char *items = json_dumps(json_object_get(req, "items"), JSON_COMPACT);
     json_t *addr = json_object_get(req, "shipping_address");
@@ -147,8 +146,8 @@ static json_t *insert_order(struct cv_service *svc, PGconn *conn, const char *id
     const char *params[] = {id, customer, items, total_text, address};
     const char *key_params[] = {idem_key, request, id};
 
-    json_t *event = json_pack("{s:s, s:s, s:O, s:I, s:O}", "order_id", id, "customer_id",
-                              customer, "items", json_object_get(req, "items"), "total_cents",
+    json_t *event = json_pack("{s:s, s:s, s:O, s:I, s:O}", "order_id", id, "customer_id", customer,
+                              "items", json_object_get(req, "items"), "total_cents",
                               (json_int_t)total, "shipping_address", addr);
     int rc = cv_db_begin(conn, err);
     if (rc == 0)
@@ -283,8 +282,7 @@ static json_t *parse_wait_for(const char *text, struct cv_http_response *resp)
         json_array_append_new(set, json_string(tok));
     }
     if (json_array_size(set) == 0) {
-        cv_http_reply_problem(resp, 400, "Bad Request", "expected STATUS[,STATUS...]",
-                              "wait_for");
+        cv_http_reply_problem(resp, 400, "Bad Request", "expected STATUS[,STATUS...]", "wait_for");
         json_decref(set);
         return NULL;
     }
@@ -318,8 +316,7 @@ static void order_wait_free(void *state)
  * shutdown) or on error; otherwise suspends the request until the order changes (its status
  * trigger notifies "order_status" with its id, from whichever replica changed it) and runs
  * again then. The mark is taken before the read so that a change in between is not missed. */
-static void order_wait_step(struct cv_http_request *req, struct cv_http_response *resp,
-                            void *app)
+static void order_wait_step(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
     struct order_wait *w = cv_http_state(req);
@@ -337,8 +334,7 @@ static void order_wait_step(struct cv_http_request *req, struct cv_http_response
         found = 0;
     }
     if (!order || !w->wait_for || status_in(order, w->wait_for) ||
-        cv_monotonic_ms() >= w->deadline_ms || cv_service_stopping(svc) ||
-        cv_http_draining(req)) {
+        cv_monotonic_ms() >= w->deadline_ms || cv_service_stopping(svc) || cv_http_draining(req)) {
         cv_service_reply_lookup(resp, order, found, &err, "order", "id");
         return;
     }
@@ -428,8 +424,8 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
     int found = 0;
     json_t *event = json_pack("{s:s, s:s}", "order_id", id, "reason", "cancelled by customer");
     int rc = cv_db_begin(conn, &err);
-    int changed = rc == 0 ? order_store_request_cancel(conn, id, "cancelled by customer", &err)
-                          : -1;
+    int changed =
+        rc == 0 ? order_store_request_cancel(conn, id, "cancelled by customer", &err) : -1;
     if (changed == 1)
         rc = cv_service_emit(svc, conn, "OrderCancellationRequested", id, event, id, NULL, NULL,
                              &err);

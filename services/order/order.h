@@ -1,5 +1,5 @@
-/* The order service: accepts orders over HTTP, emits OrderPlaced and cancellation requests, and moves each
- * order's status forward as inventory and shipping events arrive. */
+/* The order service: accepts orders over HTTP, emits OrderPlaced and cancellation requests, and
+ * moves each order's status forward as inventory and shipping events arrive. */
 #ifndef ORDER_H
 #define ORDER_H
 
@@ -14,8 +14,7 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
 
 /* Consumer of the inventory and shipments topics (events.c). */
 enum cv_handler_result order_on_event(struct cv_service *svc, PGconn *conn,
-                                      const struct cv_event *ev, char *reason,
-                                      size_t reason_size);
+                                      const struct cv_event *ev, char *reason, size_t reason_size);
 
 /* Storage (store.c). */
 /* The order as its JSON representation, or NULL if there is none (*found = 0) or on a database
@@ -23,8 +22,8 @@ enum cv_handler_result order_on_event(struct cv_service *svc, PGconn *conn,
 json_t *order_store_get(PGconn *conn, const char *id, int *found, struct cv_db_err *err);
 /* A page of orders, oldest first, after the cursor after (0: from the start), filtered by status
  * and customer_id when not NULL: {"orders": [...], "next"}. NULL with err. */
-json_t *order_store_page(PGconn *conn, const char *status, const char *customer_id,
-                         long after, long limit, struct cv_db_err *err);
+json_t *order_store_page(PGconn *conn, const char *status, const char *customer_id, long after,
+                         long limit, struct cv_db_err *err);
 /* Moves order id to status when its current status is one of from (a SQL array literal such as
  * "{PENDING,CONFIRMED}"). reason may be NULL. Returns rows changed (0 or 1) or -1 with err. */
 int order_store_advance(PGconn *conn, const char *id, const char *status, const char *from,

@@ -14,7 +14,7 @@ void order_saga_observe(const char *status, double seconds)
         return;
     cv_histogram_observe(
         cv_metrics_histogram("order_saga_seconds",
-                             "Time from OrderPlaced to the order reaching the status",
-                             labels, buckets, sizeof(buckets) / sizeof(buckets[0])),
+                             "Time from OrderPlaced to the order reaching the status", labels,
+                             buckets, sizeof(buckets) / sizeof(buckets[0])),
         seconds < 0 ? 0 : seconds);
 }

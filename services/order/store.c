@@ -7,18 +7,19 @@
 
 /* One order as JSON, built by PostgreSQL so that the representation lives in one place. */
 #define ORDER_JSON                                                                                 \
-    "json_strip_nulls(json_build_object('id', id, 'customer_id', customer_id, 'items', items,"                     \
-    " 'total_cents', total_cents, 'status', status, 'reason', reason,"                            \
-    " 'shipping_address', shipping_address,"                                                      \
-    " 'cancellation', CASE WHEN cancellation_status IS NOT NULL THEN json_build_object("          \
-    "  'status', cancellation_status, 'reason', cancellation_reason, 'requested_at',"             \
-    "  to_char(cancellation_requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) END," \
+    "json_strip_nulls(json_build_object('id', id, 'customer_id', customer_id, 'items', items,"     \
+    " 'total_cents', total_cents, 'status', status, 'reason', reason,"                             \
+    " 'shipping_address', shipping_address,"                                                       \
+    " 'cancellation', CASE WHEN cancellation_status IS NOT NULL THEN json_build_object("           \
+    "  'status', cancellation_status, 'reason', cancellation_reason, 'requested_at',"              \
+    "  to_char(cancellation_requested_at AT TIME ZONE 'UTC', "                                     \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) END,"                                                   \
     " 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"  \
     " 'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))"
 
-static const char *const statuses[] = {"PENDING",   "CONFIRMED", "SHIPMENT_SCHEDULED",
+static const char *const statuses[] = {"PENDING",    "CONFIRMED",  "SHIPMENT_SCHEDULED",
                                        "CANCELLING", "DISPATCHED", "DELIVERED",
-                                       "REJECTED",  "CANCELLED", NULL};
+                                       "REJECTED",   "CANCELLED",  NULL};
 
 int order_status_valid(const char *status)
 {
@@ -45,8 +46,8 @@ json_t *order_store_get(PGconn *conn, const char *id, int *found, struct cv_db_e
     return order;
 }
 
-json_t *order_store_page(PGconn *conn, const char *status, const char *customer_id,
-                         long after, long limit, struct cv_db_err *err)
+json_t *order_store_page(PGconn *conn, const char *status, const char *customer_id, long after,
+                         long limit, struct cv_db_err *err)
 {
     char after_text[24], limit_text[24];
     snprintf(after_text, sizeof(after_text), "%ld", after);

@@ -69,8 +69,8 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
         if (*p != '-')
             tracking[t++] = (char)toupper((unsigned char)*p);
     tracking[t] = '\0';
-    json_int_t at = json_integer_value(
-        json_object_get(json_object_get(ev->data, "metadata"), "occurred_at"));
+    json_int_t at =
+        json_integer_value(json_object_get(json_object_get(ev->data, "metadata"), "occurred_at"));
     json_int_t eta_ms = at + DELIVERY_DAYS * 24LL * 3600 * 1000;
     snprintf(eta, sizeof(eta), "%lld", (long long)eta_ms);
     const char *params[] = {order_id, carrier, tracking, eta};
@@ -86,8 +86,8 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
         return CV_HANDLED; /* cancelled before (request or rejection): never scheduled */
     json_t *event = json_pack("{s:s, s:s, s:s, s:I}", "order_id", order_id, "carrier", carrier,
                               "tracking_number", tracking, "eta", eta_ms);
-    int rc = cv_service_emit(svc, conn, "ShipmentScheduled", order_id, event, order_id, ev, NULL,
-                             &err);
+    int rc =
+        cv_service_emit(svc, conn, "ShipmentScheduled", order_id, event, order_id, ev, NULL, &err);
     json_decref(event);
     if (rc < 0)
         return cv_service_db_failure(&err, reason, reason_size);
@@ -99,8 +99,8 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
  * and emits ShipmentCancelled. *changed says whether it did. */
 static enum cv_handler_result cancel(struct cv_service *svc, PGconn *conn,
                                      const struct cv_event *ev, const char *order_id,
-                                     const char *from, const char *why, int *changed,
-                                     char *reason, size_t reason_size)
+                                     const char *from, const char *why, int *changed, char *reason,
+                                     size_t reason_size)
 {
     const char *params[] = {order_id, from, why};
     struct cv_db_err err;
@@ -114,8 +114,8 @@ static enum cv_handler_result cancel(struct cv_service *svc, PGconn *conn,
     if (!*changed)
         return CV_HANDLED;
     json_t *event = json_pack("{s:s, s:s}", "order_id", order_id, "reason", why);
-    int rc = cv_service_emit(svc, conn, "ShipmentCancelled", order_id, event, order_id, ev, NULL,
-                             &err);
+    int rc =
+        cv_service_emit(svc, conn, "ShipmentCancelled", order_id, event, order_id, ev, NULL, &err);
     json_decref(event);
     if (rc < 0)
         return cv_service_db_failure(&err, reason, reason_size);
@@ -134,8 +134,8 @@ static enum cv_handler_result on_cancel_request(struct cv_service *svc, PGconn *
     if (!why)
         return CV_REJECT;
     int changed;
-    enum cv_handler_result r = cancel(svc, conn, ev, order_id, "{PENDING,SCHEDULED}", why,
-                                      &changed, reason, reason_size);
+    enum cv_handler_result r =
+        cancel(svc, conn, ev, order_id, "{PENDING,SCHEDULED}", why, &changed, reason, reason_size);
     if (r != CV_HANDLED || changed)
         return r;
     int delivered = strcmp(status, "DELIVERED") == 0;
@@ -153,8 +153,8 @@ static enum cv_handler_result on_cancel_request(struct cv_service *svc, PGconn *
         return cv_service_db_failure(&err, reason, reason_size);
     if (!changed)
         return CV_HANDLED;
-    json_t *event = json_pack("{s:s, s:s, s:s}", "order_id", order_id, "status", status,
-                              "reason", refusal);
+    json_t *event =
+        json_pack("{s:s, s:s, s:s}", "order_id", order_id, "status", status, "reason", refusal);
     int rc = cv_service_emit(svc, conn, "ShipmentCancellationRefused", order_id, event, order_id,
                              ev, NULL, &err);
     json_decref(event);

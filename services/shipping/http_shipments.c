@@ -7,8 +7,8 @@
 #include "cv/util.h"
 #include "shipping.h"
 
-static const char *const statuses[] = {"PENDING", "SCHEDULED", "DISPATCHED", "DELIVERED",
-                                       "CANCELLED", NULL};
+static const char *const statuses[] = {"PENDING",   "SCHEDULED", "DISPATCHED",
+                                       "DELIVERED", "CANCELLED", NULL};
 
 void shipping_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
@@ -98,8 +98,7 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
             snprintf(detail, sizeof(detail), "the order of this shipment is not known yet");
             cv_http_reply_header(resp, "Retry-After", "1");
         } else
-            snprintf(detail, sizeof(detail), "a shipment that is %s cannot become %s", status,
-                     to);
+            snprintf(detail, sizeof(detail), "a shipment that is %s cannot become %s", status, to);
         cv_http_reply_problem(resp, 409, "Conflict", detail, "status");
         goto out;
     }
@@ -112,9 +111,9 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
         json_t *items = json_array();
         size_t i;
         json_t *item;
-        json_array_foreach(json_object_get(s, "items"), i, item)
-            json_array_append_new(items, json_pack("{s:O, s:O}", "sku", json_object_get(item, "sku"),
-                                                   "quantity", json_object_get(item, "quantity")));
+        json_array_foreach(json_object_get(s, "items"), i, item) json_array_append_new(
+            items, json_pack("{s:O, s:O}", "sku", json_object_get(item, "sku"), "quantity",
+                             json_object_get(item, "quantity")));
         json_object_set_new(event, "items", items);
     }
     int rc = cv_service_emit(svc, conn, event_type, order_id, event, order_id, NULL, NULL, &err);
@@ -135,14 +134,12 @@ out:
     cv_service_db_release(svc, conn);
 }
 
-void shipping_http_dispatch(struct cv_http_request *req, struct cv_http_response *resp,
-                            void *app)
+void shipping_http_dispatch(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     advance(req, resp, app, "SCHEDULED", "DISPATCHED", "ShipmentDispatched");
 }
 
-void shipping_http_deliver(struct cv_http_request *req, struct cv_http_response *resp,
-                           void *app)
+void shipping_http_deliver(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     advance(req, resp, app, "DISPATCHED", "DELIVERED", "ShipmentDelivered");
 }

@@ -10,10 +10,8 @@
 /* HTTP handlers (http_shipments.c). */
 void shipping_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app);
 void shipping_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app);
-void shipping_http_dispatch(struct cv_http_request *req, struct cv_http_response *resp,
-                            void *app);
-void shipping_http_deliver(struct cv_http_request *req, struct cv_http_response *resp,
-                           void *app);
+void shipping_http_dispatch(struct cv_http_request *req, struct cv_http_response *resp, void *app);
+void shipping_http_deliver(struct cv_http_request *req, struct cv_http_response *resp, void *app);
 
 /* Consumer of the orders and inventory topics (events.c). */
 enum cv_handler_result shipping_on_event(struct cv_service *svc, PGconn *conn,

@@ -5,12 +5,14 @@
 
 #define TIME_JSON(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/* clang-format off */
 #define SHIPMENT_JSON                                                                              \
     "json_build_object('order_id', order_id, 'status', status, 'reason', reason,"                 \
     " 'carrier', carrier, 'tracking_number', tracking_number, 'eta', " TIME_JSON("eta") ","       \
     " 'items', items, 'shipping_address', shipping_address,"                                      \
     " 'cancellation_refused', cancellation_refused,"                                              \
     " 'created_at', " TIME_JSON("created_at") ", 'updated_at', " TIME_JSON("updated_at") ")"
+/* clang-format on */
 
 json_t *shipment_get(PGconn *conn, const char *order_id, int *found, struct cv_db_err *err)
 {
@@ -44,8 +46,8 @@ json_t *shipment_page(PGconn *conn, const char *status, long after, long limit,
 int shipment_status(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err)
 {
     const char *params[] = {order_id};
-    PGresult *res = cv_db_query(
-        conn, "SELECT status FROM shipments WHERE order_id = $1 FOR UPDATE", 1, params, err);
+    PGresult *res = cv_db_query(conn, "SELECT status FROM shipments WHERE order_id = $1 FOR UPDATE",
+                                1, params, err);
     if (!res)
         return -1;
     status[0] = '\0';

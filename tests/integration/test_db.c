@@ -64,13 +64,11 @@ static int backend_pid(PGconn *conn)
 
 START_TEST(test_only_data_errors_are_permanent)
 {
-    static const char *const transient[] = {"57014", "57P01", "57P02", "57P03", "08006",
-                                            "08001", "40001", "40P01", "55P03", "53300",
-                                            "53100", "58030", "XX000", "25P02", "",
-                                            NULL};
-    static const char *const permanent[] = {"22P05", "22021", "22012", "23505", "23503",
-                                            "42P01", "42703", "2F005", "P0001", "0A000", "54001",
-                                            NULL};
+    static const char *const transient[] = {"57014", "57P01", "57P02", "57P03", "08006", "08001",
+                                            "40001", "40P01", "55P03", "53300", "53100", "58030",
+                                            "XX000", "25P02", "",      NULL};
+    static const char *const permanent[] = {"22P05", "22021", "22012", "23505", "23503", "42P01",
+                                            "42703", "2F005", "P0001", "0A000", "54001", NULL};
     for (const char *const *s = transient; *s; s++)
         ck_assert_msg(cv_db_sqlstate_transient(*s), "%s should be transient", *s);
     for (const char *const *s = permanent; *s; s++)
@@ -81,14 +79,13 @@ END_TEST
 START_TEST(test_every_connection_carries_its_timeouts_and_keepalives)
 {
     PGconn *conn = connect_or_fail();
-    const char *want[][2] = {{"statement_timeout", "400ms"}, {"lock_timeout", "200ms"},
-                             {"tcp_keepalives_idle", "10"},  {"tcp_keepalives_interval", "3"},
-                             {"tcp_keepalives_count", "3"},  {"tcp_user_timeout", "20000"},
+    const char *want[][2] = {{"statement_timeout", "400ms"},    {"lock_timeout", "200ms"},
+                             {"tcp_keepalives_idle", "10"},     {"tcp_keepalives_interval", "3"},
+                             {"tcp_keepalives_count", "3"},     {"tcp_user_timeout", "20000"},
                              {"application_name", "cv-test-db"}};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         char *v = show(conn, want[i][0]);
-        ck_assert_msg(strcmp(v, want[i][1]) == 0, "%s is %s, not %s", want[i][0], v,
-                      want[i][1]);
+        ck_assert_msg(strcmp(v, want[i][1]) == 0, "%s is %s, not %s", want[i][0], v, want[i][1]);
         free(v);
     }
     PQfinish(conn);
@@ -105,8 +102,7 @@ START_TEST(test_statement_timeout_is_transient_and_data_error_permanent)
     ck_assert(cv_db_exec(conn, "SELECT 1/0", 0, NULL, &err) < 0);
     ck_assert_str_eq(err.sqlstate, "22012");
     ck_assert(!err.transient);
-    ck_assert(cv_db_exec(conn, "SELECT $1::jsonb", 1, (const char *[]){"\"a\\u0000b\""},
-                         &err) < 0);
+    ck_assert(cv_db_exec(conn, "SELECT $1::jsonb", 1, (const char *[]){"\"a\\u0000b\""}, &err) < 0);
     ck_assert_str_eq(err.sqlstate, "22P05");
     ck_assert(!err.transient);
     PQfinish(conn);

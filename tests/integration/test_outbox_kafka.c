@@ -107,9 +107,8 @@ static struct cv_kafka_consumer *new_consumer(void)
     char group[96], errstr[256];
     tu_topic_name("group", group, sizeof(group));
     const char *topics[] = {topic, NULL};
-    struct cv_kafka_consumer *c =
-        cv_kafka_consumer_new(tu_brokers(), group, "test-consumer", topics, NULL, errstr,
-                              sizeof(errstr));
+    struct cv_kafka_consumer *c = cv_kafka_consumer_new(tu_brokers(), group, "test-consumer",
+                                                        topics, NULL, errstr, sizeof(errstr));
     ck_assert_msg(c != NULL, "%s", errstr);
     return c;
 }
@@ -172,9 +171,9 @@ static void apply_with_dedup(const char *event_id)
     ck_assert_msg(claimed >= 0, "%s", err.msg);
     if (claimed) {
         const char *params[] = {event_id};
-        ck_assert_msg(cv_db_exec(conn, "INSERT INTO effects (event_id) VALUES ($1)", 1, params,
-                                 &err) == 0,
-                      "%s", err.msg);
+        ck_assert_msg(
+            cv_db_exec(conn, "INSERT INTO effects (event_id) VALUES ($1)", 1, params, &err) == 0,
+            "%s", err.msg);
     }
     ck_assert_msg(cv_db_commit(conn, &err) == 0, "%s", err.msg);
 }
@@ -340,12 +339,11 @@ START_TEST(test_oversized_row_quarantined_order_kept)
         cv_sleep_ms(50, NULL);
     ck_assert_int_eq(outbox_rows(), 0);
     struct cv_db_err err;
-    PGresult *res = cv_db_query(conn, "SELECT reason, length(value) FROM outbox_quarantine", 0,
-                                NULL, &err);
+    PGresult *res =
+        cv_db_query(conn, "SELECT reason, length(value) FROM outbox_quarantine", 0, NULL, &err);
     ck_assert_msg(res != NULL, "%s", err.msg);
     ck_assert_int_eq(PQntuples(res), 1);
-    ck_assert_msg(strstr(PQgetvalue(res, 0, 0), "too large") != NULL, "%s",
-                  PQgetvalue(res, 0, 0));
+    ck_assert_msg(strstr(PQgetvalue(res, 0, 0), "too large") != NULL, "%s", PQgetvalue(res, 0, 0));
     ck_assert_int_eq(atol(PQgetvalue(res, 0, 1)), CV_KAFKA_MESSAGE_MAX_BYTES + 1);
     PQclear(res);
     ck_assert(!cv_outbox_relay_fatal(relay));

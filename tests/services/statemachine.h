@@ -139,8 +139,8 @@ static int sm_apply(PGconn *conn, struct cv_service *svc, struct sm_event *e, ch
             const struct cv_event *evs[] = {&e->ev};
             if (svc->def->on_batch && svc->def->on_batch(svc, conn, evs, 1, &err) < 0)
                 goto transient;
-            enum cv_handler_result r = svc->def->on_event(svc, conn, &e->ev, reason,
-                                                          sizeof(reason));
+            enum cv_handler_result r =
+                svc->def->on_event(svc, conn, &e->ev, reason, sizeof(reason));
             if (r == CV_REJECT) {
                 cv_db_rollback(conn);
                 snprintf(error, error_size, "%.60s rejected: %.400s", e->type, reason);
@@ -226,8 +226,7 @@ static char *sm_query_text(PGconn *conn, const char *sql, const char *param)
 {
     const char *params[] = {param};
     PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQresultErrorMessage(res));
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(res));
     char *text = strdup(PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
     return text;
@@ -269,7 +268,8 @@ static void sm_check_emits(PGconn *conn, const char *scenario, const char *order
                                  1, NULL, params, NULL, NULL, 0);
     ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
     ck_assert_msg(PQntuples(res) == 0, "%s (seed %u): %s emitted %s times", scenario, sm_seed,
-                  PQntuples(res) ? PQgetvalue(res, 0, 0) : "", PQntuples(res) ? PQgetvalue(res, 0, 1) : "");
+                  PQntuples(res) ? PQgetvalue(res, 0, 0) : "",
+                  PQntuples(res) ? PQgetvalue(res, 0, 1) : "");
     PQclear(res);
 }
 

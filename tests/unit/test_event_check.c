@@ -48,7 +48,9 @@ static int items_check(const char *items_json, int nonempty)
 START_TEST(test_items)
 {
     ck_assert_int_eq(items_check("[{\"sku\": \"A-1\", \"quantity\": 1},"
-                                 " {\"sku\": \"B.2_x\", \"quantity\": 1000000}]", 1), 0);
+                                 " {\"sku\": \"B.2_x\", \"quantity\": 1000000}]",
+                                 1),
+                     0);
     ck_assert_int_eq(items_check("[]", 0), 0);
     ck_assert_int_eq(items_check("[]", 1), -1);
     ck_assert_str_eq(reason, "OrderPlaced has no items");

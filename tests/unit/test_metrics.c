@@ -146,10 +146,9 @@ static int check_exposition(const char *text)
             size_t sl = n - fl;
             if (sl == 0 && strcmp(fam[f].type, "histogram") != 0)
                 break;
-            if (!strcmp(fam[f].type, "histogram") &&
-                ((sl == 7 && !strncmp(suffix, "_bucket", 7)) ||
-                 (sl == 4 && !strncmp(suffix, "_sum", 4)) ||
-                 (sl == 6 && !strncmp(suffix, "_count", 6))))
+            if (!strcmp(fam[f].type, "histogram") && ((sl == 7 && !strncmp(suffix, "_bucket", 7)) ||
+                                                      (sl == 4 && !strncmp(suffix, "_sum", 4)) ||
+                                                      (sl == 6 && !strncmp(suffix, "_count", 6))))
                 break;
         }
         ck_assert_msg(f < nfam, "sample without TYPE: %s", line);
@@ -194,8 +193,8 @@ START_TEST(test_render_exact)
     cv_counter_add(cv_metrics_counter("orders_total", "ignored", "result=\"rejected\""), 1);
     cv_gauge_set(cv_metrics_gauge("lag", "Consumer lag.", NULL), 1.5);
     const double buckets[] = {0.1, 1};
-    struct cv_histogram *h = cv_metrics_histogram("latency_seconds", "Latency.", "route=\"/x\"",
-                                                  buckets, 2);
+    struct cv_histogram *h =
+        cv_metrics_histogram("latency_seconds", "Latency.", "route=\"/x\"", buckets, 2);
     cv_histogram_observe(h, 0.05);
     cv_histogram_observe(h, 0.1); /* le is inclusive */
     cv_histogram_observe(h, 0.5);
@@ -371,8 +370,8 @@ START_TEST(test_stage_histograms)
     cv_stage_observe(CV_STAGE_COUNT, 0, 1); /* not a stage: ignored */
     char *text = cv_metrics_render();
     ck_assert_ptr_nonnull(text);
-    ck_assert_ptr_nonnull(strstr(
-        text, "pipeline_stage_seconds_bucket{stage=\"produce_to_ack\",le=\"0.0005\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(text, "pipeline_stage_seconds_bucket{stage=\"produce_to_ack\",le=\"0.0005\"} 1\n"));
     ck_assert_ptr_nonnull(
         strstr(text, "pipeline_stage_seconds_bucket{stage=\"produce_to_ack\",le=\"0.003\"} 1\n"));
     ck_assert_ptr_nonnull(

@@ -75,12 +75,11 @@ int cv_db_exec(PGconn *conn, const char *sql, int nparams, const char *const *pa
                struct cv_db_err *err);
 
 /* Sends a query bounded by timeout_ms (<= 0: wait for ever) as cv_db_query does. */
-PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams,
-                             const char *const *params, int timeout_ms, struct cv_db_err *err);
+PGresult *cv_db_query_within(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                             int timeout_ms, struct cv_db_err *err);
 /* cv_db_query with binary parameters: lengths and formats as PQexecParams takes them. */
-PGresult *cv_db_query_binary(PGconn *conn, const char *sql, int nparams,
-                             const char *const *params, const int *lengths, const int *formats,
-                             struct cv_db_err *err);
+PGresult *cv_db_query_binary(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                             const int *lengths, const int *formats, struct cv_db_err *err);
 
 /* BEGIN. When the connection turns out dead (nothing of the transaction has run yet), it is
  * reset and BEGIN tried once more, so a pooled connection the server dropped while idle costs

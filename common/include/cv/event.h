@@ -18,8 +18,8 @@ const char *cv_event_order_id(const struct cv_event *ev, char *reason, size_t re
 /* Checks the event's array field items (StockItem or OrderItem): at least one item when
  * nonempty is set, each with a valid SKU and a quantity of 1 to CV_EVENT_MAX_QUANTITY.
  * 0, or -1 with the reason naming the bad item. */
-int cv_event_items_valid(const struct cv_event *ev, const char *field, int nonempty,
-                         char *reason, size_t reason_size);
+int cv_event_items_valid(const struct cv_event *ev, const char *field, int nonempty, char *reason,
+                         size_t reason_size);
 
 /* The event's string field name, or NULL with the reason when it is missing. */
 const char *cv_event_string(const struct cv_event *ev, const char *name, char *reason,

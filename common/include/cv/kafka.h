@@ -38,8 +38,8 @@ struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char 
                                                 size_t errstr_size);
 /* Bytes a record of key_len, value_len and headers takes against CV_KAFKA_MESSAGE_MAX_BYTES,
  * framing included (an upper bound). */
-size_t cv_kafka_record_size(size_t key_len, size_t value_len,
-                            const struct cv_kafka_header *headers, size_t nheaders);
+size_t cv_kafka_record_size(size_t key_len, size_t value_len, const struct cv_kafka_header *headers,
+                            size_t nheaders);
 
 /* 1 if a produce or delivery error can never go away for that message (too large, invalid,
  * not authorised): the message must be set aside, not retried. */

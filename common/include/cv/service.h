@@ -45,9 +45,9 @@ typedef enum cv_handler_result (*cv_event_handler)(struct cv_service *svc, PGcon
                                                    size_t reason_size);
 
 struct cv_service_def {
-    const char *name;    /* "order": logs, consumer group, client id, "<name>.dlq" */
-    const char *summary; /* one line for --help */
-    const char *topic;   /* the topic this service produces to, or NULL */
+    const char *name;            /* "order": logs, consumer group, client id, "<name>.dlq" */
+    const char *summary;         /* one line for --help */
+    const char *topic;           /* the topic this service produces to, or NULL */
     const char *const *consumes; /* NULL-terminated topics, or NULL */
     const char *default_http_port;
     const char *default_database_url;

@@ -16,22 +16,21 @@ static struct sm_event *placed(const char *oid, int qty)
     return sm_event_new("OrderPlaced", "orders", oid,
                         json_pack("{s:s, s:s, s:[{s:s, s:i, s:i}], s:i, s:n}", "order_id", oid,
                                   "customer_id", "sm", "items", "sku", sku, "quantity", qty,
-                                  "unit_price_cents", 1, "total_cents", qty,
-                                  "shipping_address"));
+                                  "unit_price_cents", 1, "total_cents", qty, "shipping_address"));
 }
 
 static struct sm_event *shipment_cancelled(const char *oid)
 {
-    return sm_event_new("ShipmentCancelled", "shipments", oid,
-                        json_pack("{s:s, s:s}", "order_id", oid, "reason",
-                                  "cancelled by customer"));
+    return sm_event_new(
+        "ShipmentCancelled", "shipments", oid,
+        json_pack("{s:s, s:s}", "order_id", oid, "reason", "cancelled by customer"));
 }
 
 static struct sm_event *shipment_dispatched(const char *oid, int qty)
 {
     return sm_event_new("ShipmentDispatched", "shipments", oid,
-                        json_pack("{s:s, s:s, s:[{s:s, s:i}]}", "order_id", oid,
-                                  "tracking_number", "CV1", "items", "sku", sku, "quantity", qty));
+                        json_pack("{s:s, s:s, s:[{s:s, s:i}]}", "order_id", oid, "tracking_number",
+                                  "CV1", "items", "sku", sku, "quantity", qty));
 }
 
 static struct sm_event *order_cancelled_v1(const char *oid)
@@ -45,16 +44,16 @@ static void new_sku(PGconn *conn, const char *oid)
 {
     snprintf(sku, sizeof(sku), "SM-%.8s", oid);
     const char *params[] = {sku};
-    PGresult *res = PQexecParams(conn,
-                                 "INSERT INTO stock (sku, name, available) VALUES ($1, $1, 10)", 1,
-                                 NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, "INSERT INTO stock (sku, name, available) VALUES ($1, $1, 10)", 1, NULL,
+                     params, NULL, NULL, 0);
     ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
     PQclear(res);
 }
 
 #define STATE_SQL                                                                                  \
-    "SELECT concat_ws('|', r.status, s.available, s.reserved, s.shipped)"                         \
-    " FROM reservations r, stock s"                                                               \
+    "SELECT concat_ws('|', r.status, s.available, s.reserved, s.shipped)"                          \
+    " FROM reservations r, stock s"                                                                \
     " WHERE r.order_id = $1::uuid AND s.sku = 'SM-' || left($1::text, 8)"
 
 typedef size_t (*builder)(PGconn *, const char *, struct sm_event **);
@@ -99,10 +98,8 @@ START_TEST(test_cancelled_shipment_releases_once)
 {
     /* Whether the shipment's cancellation comes before the order (never reserved) or after
      * (reserved, then released), nothing stays reserved. */
-    static const struct sm_emits expect[] = {{"StockReserved", 0, 1},
-                                             {"StockReleased", 0, 1},
-                                             {"StockRejected", 0, 0},
-                                             {NULL, 0, 0}};
+    static const struct sm_emits expect[] = {
+        {"StockReserved", 0, 1}, {"StockReleased", 0, 1}, {"StockRejected", 0, 0}, {NULL, 0, 0}};
     scenario("placed+shipment cancelled", build_cancelled, "RELEASED|10|0|0", expect, 1);
 }
 END_TEST
@@ -117,9 +114,8 @@ static size_t build_reserved(PGconn *conn, const char *oid, struct sm_event **e)
 
 START_TEST(test_reserved_once)
 {
-    static const struct sm_emits expect[] = {{"StockReserved", 1, 1},
-                                             {"StockReleased", 0, 0},
-                                             {NULL, 0, 0}};
+    static const struct sm_emits expect[] = {
+        {"StockReserved", 1, 1}, {"StockReleased", 0, 0}, {NULL, 0, 0}};
     scenario("placed twice+v1 cancel", build_reserved, "RESERVED|7|3|0", expect, 0);
 }
 END_TEST
@@ -141,9 +137,8 @@ static size_t build_dispatched(PGconn *conn, const char *oid, struct sm_event **
 
 START_TEST(test_shipped_once)
 {
-    static const struct sm_emits expect[] = {{"StockReserved", 1, 1},
-                                             {"StockReleased", 0, 0},
-                                             {NULL, 0, 0}};
+    static const struct sm_emits expect[] = {
+        {"StockReserved", 1, 1}, {"StockReleased", 0, 0}, {NULL, 0, 0}};
     scenario("reserved+dispatched twice", build_dispatched, "SHIPPED|7|0|3", expect, 0);
 }
 END_TEST

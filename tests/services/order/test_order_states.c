@@ -73,16 +73,15 @@ static void prepare(PGconn *conn, const char *oid, int cancel)
 }
 
 #define STATE_SQL                                                                                  \
-    "SELECT concat_ws('|', status, reason, cancellation_status, cancellation_reason,"             \
+    "SELECT concat_ws('|', status, reason, cancellation_status, cancellation_reason,"              \
     " shipment_cancelled) FROM orders WHERE id = $1"
 
 typedef size_t (*builder)(PGconn *, const char *, struct sm_event **);
 
 static void scenario(const char *name, builder build, const char *want)
 {
-    static const struct sm_emits nothing[] = {{"OrderCancellationRequested", 0, 0},
-                                               {"OrderPlaced", 0, 0},
-                                               {NULL, 0, 0}};
+    static const struct sm_emits nothing[] = {
+        {"OrderCancellationRequested", 0, 0}, {"OrderPlaced", 0, 0}, {NULL, 0, 0}};
     PGconn *conn = sm_connect();
     unsigned rng = sm_seed;
     for (int run = 0; run < sm_runs(); run++) {

@@ -11,17 +11,17 @@
 static struct sm_event *placed(const char *oid)
 {
     return sm_event_new("OrderPlaced", "orders", oid,
-                        json_pack("{s:s, s:s, s:[{s:s, s:i, s:i}], s:i, s:{s:s}}", "order_id",
-                                  oid, "customer_id", "sm", "items", "sku", SKU, "quantity", 2,
-                                  "unit_price_cents", 100, "total_cents", 200,
-                                  "shipping_address", "city", "Delft"));
+                        json_pack("{s:s, s:s, s:[{s:s, s:i, s:i}], s:i, s:{s:s}}", "order_id", oid,
+                                  "customer_id", "sm", "items", "sku", SKU, "quantity", 2,
+                                  "unit_price_cents", 100, "total_cents", 200, "shipping_address",
+                                  "city", "Delft"));
 }
 
 static struct sm_event *reserved(const char *oid)
 {
-    return sm_event_new("StockReserved", "inventory", oid,
-                        json_pack("{s:s, s:[{s:s, s:i}]}", "order_id", oid, "items", "sku", SKU,
-                                  "quantity", 2));
+    return sm_event_new(
+        "StockReserved", "inventory", oid,
+        json_pack("{s:s, s:[{s:s, s:i}]}", "order_id", oid, "items", "sku", SKU, "quantity", 2));
 }
 
 static struct sm_event *rejected(const char *oid)
@@ -34,12 +34,13 @@ static struct sm_event *rejected(const char *oid)
 
 static struct sm_event *request(const char *oid, const char *type)
 {
-    return sm_event_new(type, "orders", oid,
-                        json_pack("{s:s, s:s}", "order_id", oid, "reason", "cancelled by customer"));
+    return sm_event_new(
+        type, "orders", oid,
+        json_pack("{s:s, s:s}", "order_id", oid, "reason", "cancelled by customer"));
 }
 
 #define STATE_SQL                                                                                  \
-    "SELECT concat_ws('|', status, order_seen, items::text, shipping_address::text,"              \
+    "SELECT concat_ws('|', status, order_seen, items::text, shipping_address::text,"               \
     " cancellation_refused) FROM shipments WHERE order_id = $1"
 
 /* Runs a scenario sm_runs() times: build(oid, events) makes the events (and may prepare the
@@ -122,9 +123,8 @@ static size_t build_scheduled(PGconn *conn, const char *oid, struct sm_event **e
 
 START_TEST(test_schedule_once)
 {
-    static const struct sm_emits expect[] = {{"ShipmentScheduled", 1, 1},
-                                             {"ShipmentCancelled", 0, 0},
-                                             {NULL, 0, 0}};
+    static const struct sm_emits expect[] = {
+        {"ShipmentScheduled", 1, 1}, {"ShipmentCancelled", 0, 0}, {NULL, 0, 0}};
     scenario("placed+reserved twice", build_scheduled,
              "SCHEDULED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
              "{\"city\": \"Delft\"}",
