@@ -109,7 +109,7 @@ int cv_kafka_produce(struct cv_kafka_producer *p, const char *topic, const void 
     if (err) {
         if (dlv)
             dlv->err = err;
-        /* The headers pass to librdkafka only on success (PITFALLS.md). */
+        /* The headers pass to librdkafka only on success (docs/dependencies.md). */
         rd_kafka_headers_destroy(hdrs);
         snprintf(errstr, errstr_size, "produce to %s: %s", topic, rd_kafka_err2str(err));
         return -1;
@@ -150,24 +150,17 @@ int cv_kafka_err_permanent(rd_kafka_resp_err_t err)
     }
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 size_t cv_kafka_wait(struct cv_kafka_producer *p, struct cv_kafka_delivery *dlv, size_t n,
                      int timeout_ms, const volatile int *stop)
 {
-    long deadline = now_ms() + timeout_ms;
+    int64_t deadline = cv_monotonic_ms() + timeout_ms;
     size_t first_pending = 0;
     for (;;) {
         while (first_pending < n && dlv[first_pending].done)
             first_pending++;
         if (first_pending == n)
             return 0;
-        long left = deadline - now_ms();
+        int64_t left = deadline - cv_monotonic_ms();
         if (left <= 0 || (stop && *stop))
             break;
         rd_kafka_poll(p->rk, left < 100 ? (int)left : 100);

@@ -549,11 +549,10 @@ static void *relay_main(void *arg)
 {
     struct cv_outbox_relay *relay = arg;
     struct round prev = {0}; /* produced, not settled yet */
-    int backoff = 100;
+    struct cv_backoff backoff = CV_BACKOFF(100, 5000);
     while (!relay->stop && !producer_fatal(relay)) {
         if (!relay->conn && relay_connect(relay) < 0) {
-            relay_sleep(relay, backoff);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            relay_sleep(relay, cv_backoff_next(&backoff));
             continue;
         }
         if (!relay->active) {
@@ -573,11 +572,10 @@ static void *relay_main(void *arg)
         int n = publish_step(relay, &prev);
         if (n < 0) {
             relay_disconnect(relay);
-            relay_sleep(relay, backoff);
-            backoff = backoff < 5000 ? backoff * 2 : 5000;
+            relay_sleep(relay, cv_backoff_next(&backoff));
             continue;
         }
-        backoff = 100;
+        cv_backoff_reset(&backoff);
         /* Rows found: look for more at once (that also settles them). None: sleep until
          * notified. The timeout also catches rows committed while the connection was being
          * re-established. */

@@ -246,10 +246,16 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n, 
     int rc = cv_db_begin(conn, err);
     if (rc == 0 && svc->def->on_batch && !reject) {
         const struct cv_event **evs = calloc(n, sizeof(*evs));
-        for (size_t i = 0; i < n; i++)
-            evs[i] = &batch[i].ev;
-        rc = svc->def->on_batch(svc, conn, evs, n, err);
-        free(evs);
+        if (!evs) {
+            snprintf(err->msg, sizeof(err->msg), "out of memory");
+            err->transient = 1;
+            rc = -1;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                evs[i] = &batch[i].ev;
+            rc = svc->def->on_batch(svc, conn, evs, n, err);
+            free(evs);
+        }
     }
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (apply_record(svc, conn, &batch[i], reject, err) != CV_HANDLED)
@@ -330,6 +336,12 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
                           int64_t fetched_ms)
 {
     struct decoded *batch = calloc(n, sizeof(*batch));
+    if (!batch) {
+        /* Going on would commit later offsets past these records: stop, and let the
+         * supervisor restart the process, which reads them again. */
+        cv_log_error("consumer: out of memory for a batch of %zu records", n);
+        abort();
+    }
     for (size_t i = 0; i < n; i++) {
         decode_record(svc, &batch[i], msgs[i]);
         if (batch[i].ev.timestamp_ms > 0)
@@ -337,7 +349,7 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
     }
 
     int64_t started = cv_monotonic_ms();
-    int backoff = 100;
+    struct cv_backoff backoff = CV_BACKOFF(100, 5000);
     size_t done = 0;
     int isolating = 0;
     struct cv_db_err err;
@@ -351,12 +363,12 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
             cv_log_warn("consumer: stopping with a batch of %zu not applied: %s", n, err.msg);
             goto out;
         }
-        cv_log_warn("consumer: batch of %zu failed (%s), retrying in %d ms", n, err.msg, backoff);
+        int wait_ms = cv_backoff_next(&backoff);
+        cv_log_warn("consumer: batch of %zu failed (%s), retrying in %d ms", n, err.msg, wait_ms);
         cv_counter_add(cv_metrics_counter("consumer_batch_retries_total",
                                           "Batches rolled back and retried", NULL),
                        1);
-        cv_sleep_ms(backoff, &svc->stop);
-        backoff = backoff < 5000 ? backoff * 2 : 5000;
+        cv_sleep_ms(wait_ms, &svc->stop);
     }
     int64_t applied_ms = cv_now_ms();
     cv_stage_observe(CV_STAGE_FETCH_TO_APPLIED, fetched_ms, applied_ms);
@@ -384,6 +396,10 @@ static void *consumer_main(void *arg)
     if (max > MAX_BATCH)
         max = MAX_BATCH;
     rd_kafka_message_t **msgs = calloc(max, sizeof(*msgs));
+    if (!msgs) {
+        cv_log_error("consumer: out of memory; not consuming (readiness says so)");
+        return NULL;
+    }
     struct cv_gauge *assigned = cv_metrics_gauge(
         "consumer_assigned_partitions", "Partitions currently assigned to this replica", NULL);
     svc->consumer_running = 1;
