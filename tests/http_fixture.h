@@ -57,7 +57,7 @@ static inline void post_order(struct cv_http_request *req, struct cv_http_respon
     json_t *body = cv_http_json_body(req, resp);
     if (body == NULL)
         return;
-    struct cv_json_error err;
+    struct cv_json_err err;
     const char *sku;
     long quantity;
     if (cv_json_get_string(body, "sku", 1, 16, 1, &sku, &err) < 0 ||

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cv_json_error_set(struct cv_json_error *err, const char *path, const char *fmt, ...)
+int cv_json_error_set(struct cv_json_err *err, const char *path, const char *fmt, ...)
 {
     if (err == NULL)
         return -1;
@@ -53,10 +53,10 @@ static void bad_path(const char *path)
 }
 
 /* Like cv_json_error_set, naming only the first prefix_len characters of path. */
-static int error_at_prefix(struct cv_json_error *err, const char *path, size_t prefix_len,
+static int error_at_prefix(struct cv_json_err *err, const char *path, size_t prefix_len,
                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static int error_at_prefix(struct cv_json_error *err, const char *path, size_t prefix_len,
+static int error_at_prefix(struct cv_json_err *err, const char *path, size_t prefix_len,
                            const char *fmt, ...)
 {
     if (err == NULL)
@@ -72,7 +72,7 @@ static int error_at_prefix(struct cv_json_error *err, const char *path, size_t p
 /* Walks path from root. Returns 1 with *out set, 0 if some step is absent (or null), or -1 with
  * err naming the step whose parent has the wrong type. */
 static int resolve(const json_t *root, const char *path, const json_t **out,
-                   struct cv_json_error *err)
+                   struct cv_json_err *err)
 {
     const json_t *cur = root;
     const char *p = path;
@@ -123,7 +123,7 @@ static int resolve(const json_t *root, const char *path, const json_t **out,
 
 /* Resolves path and handles absence; returns 1 with *v set when there is a value to check. */
 static int lookup(const json_t *obj, const char *path, int required, const json_t **v,
-                  struct cv_json_error *err)
+                  struct cv_json_err *err)
 {
     int rc = resolve(obj, path, v, err);
     if (rc == 0 && required)
@@ -155,7 +155,7 @@ static void size_range(char *dst, size_t size, size_t min, size_t max)
 }
 
 int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size_t max_len,
-                       int required, const char **out, struct cv_json_error *err)
+                       int required, const char **out, struct cv_json_err *err)
 {
     const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
@@ -179,7 +179,7 @@ int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size
 }
 
 int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int required,
-                    long *out, struct cv_json_error *err)
+                    long *out, struct cv_json_err *err)
 {
     const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
@@ -202,7 +202,7 @@ int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int
 }
 
 int cv_json_get_bool(const json_t *obj, const char *path, int required, int *out,
-                     struct cv_json_error *err)
+                     struct cv_json_err *err)
 {
     const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
@@ -215,7 +215,7 @@ int cv_json_get_bool(const json_t *obj, const char *path, int required, int *out
 }
 
 int cv_json_get_array(const json_t *obj, const char *path, size_t min_items, size_t max_items,
-                      int required, const json_t **out, struct cv_json_error *err)
+                      int required, const json_t **out, struct cv_json_err *err)
 {
     const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
@@ -234,7 +234,7 @@ int cv_json_get_array(const json_t *obj, const char *path, size_t min_items, siz
 }
 
 int cv_json_get_object(const json_t *obj, const char *path, int required, const json_t **out,
-                       struct cv_json_error *err)
+                       struct cv_json_err *err)
 {
     const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
@@ -247,7 +247,7 @@ int cv_json_get_object(const json_t *obj, const char *path, int required, const 
 }
 
 int cv_json_only_fields(const json_t *obj, const char *path, const char *const *known,
-                        struct cv_json_error *err)
+                        struct cv_json_err *err)
 {
     const json_t *v = NULL;
     if (cv_json_get_object(obj, path, 1, &v, err) != 1)

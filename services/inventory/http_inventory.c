@@ -143,7 +143,7 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
     if (!body)
         return;
     static const char *const fields[] = {"name", "available", NULL};
-    struct cv_json_error jerr;
+    struct cv_json_err jerr;
     const char *name = NULL;
     long available;
     if (cv_json_only_fields(body, "", fields, &jerr) < 0 ||
@@ -218,7 +218,7 @@ static int replay_adjustment(struct cv_http_response *resp, PGconn *conn, const 
 /* Validates an adjustment's body: {"delta": non-zero integer, "reason": 1..256 chars}. 0, or -1
  * with jerr. */
 static int adjustment_fields(const json_t *body, long *delta, const char **reason,
-                             struct cv_json_error *jerr)
+                             struct cv_json_err *jerr)
 {
     static const char *const fields[] = {"delta", "reason", NULL};
     if (cv_json_only_fields(body, "", fields, jerr) < 0 ||
@@ -251,7 +251,7 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
     json_t *body = cv_http_json_body(req, resp);
     if (!body)
         return;
-    struct cv_json_error jerr;
+    struct cv_json_err jerr;
     long delta;
     const char *reason;
     if (adjustment_fields(body, &delta, &reason, &jerr) < 0) {

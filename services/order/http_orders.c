@@ -16,7 +16,7 @@
 
 /* Validates a POST /orders body and builds the normalised request (defaults filled in), which
  * is what the order stores and what an Idempotency-Key is compared against. */
-static json_t *validate_order(const json_t *body, long *total, struct cv_json_error *err)
+static json_t *validate_order(const json_t *body, long *total, struct cv_json_err *err)
 {
     static const char *const top[] = {"customer_id", "items", "shipping_address", NULL};
     static const char *const item_fields[] = {"sku", "quantity", "unit_price_cents", NULL};
@@ -220,7 +220,7 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
     const struct cv_http_principal *who = cv_http_principal(req);
     if (who && json_object_get(body, "customer_id") == NULL)
         json_object_set_new(body, "customer_id", json_string(who->sub));
-    struct cv_json_error jerr;
+    struct cv_json_err jerr;
     long total = 0;
     json_t *request = validate_order(body, &total, &jerr);
     json_decref(body);

@@ -18,7 +18,7 @@ static void die(const char *what)
     abort();
 }
 
-static void check_error(const struct cv_json_error *err)
+static void check_error(const struct cv_json_err *err)
 {
     if (memchr(err->field, '\0', sizeof(err->field)) == NULL ||
         memchr(err->detail, '\0', sizeof(err->detail)) == NULL || err->detail[0] == '\0')
@@ -47,7 +47,7 @@ static const struct {
 static void try_path(const json_t *root, const char *path, const json_t *v)
 {
     static const char *const known[] = {"customer_id", "items", "sku", "quantity", NULL};
-    struct cv_json_error err;
+    struct cv_json_err err;
     size_t pick = strlen(path);
     size_t smin = sizes[pick % 6].min, smax = sizes[pick % 6].max;
     long rmin = ranges[pick % 5].min, rmax = ranges[pick % 5].max;
@@ -140,7 +140,7 @@ static void walk(const json_t *root, char *path, size_t len, const json_t *v, in
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct cv_json_error err;
+    struct cv_json_err err;
     json_error_t jerr;
     char path[1024] = "";
     int budget = MAX_NODES;

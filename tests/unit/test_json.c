@@ -10,7 +10,7 @@
 #include <string.h>
 
 static json_t *doc;
-static struct cv_json_error err;
+static struct cv_json_err err;
 
 static void setup(void)
 {

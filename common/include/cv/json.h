@@ -1,7 +1,7 @@
 /* Typed, bounded reads of fields from a parsed JSON request (jansson), each producing a precise
  * problem that names the offending field, so that HTTP handlers stay short:
  *
- *     struct cv_json_error err;
+ *     struct cv_json_err err;
  *     const char *sku;
  *     long qty;
  *     if (cv_json_get_string(body, "items[3].sku", 1, 64, 1, &sku, &err) < 0 ||
@@ -16,7 +16,7 @@
 
 /* field: the path of the offending value, e.g. "items[3].quantity" ("" for the document root);
  * detail: what is wrong with it, e.g. "expected an integer in 1..1000, got 0". */
-struct cv_json_error {
+struct cv_json_err {
     char field[128];
     char detail[256];
 };
@@ -33,33 +33,33 @@ struct cv_json_error {
 /* A string of min_len..max_len characters (Unicode code points, not bytes) that contains no
  * NUL character. */
 int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size_t max_len,
-                       int required, const char **out, struct cv_json_error *err);
+                       int required, const char **out, struct cv_json_err *err);
 
 /* An integer (not a real like 2.0) in min..max. */
 int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int required,
-                    long *out, struct cv_json_error *err);
+                    long *out, struct cv_json_err *err);
 
 /* true or false. */
 int cv_json_get_bool(const json_t *obj, const char *path, int required, int *out,
-                     struct cv_json_error *err);
+                     struct cv_json_err *err);
 
 /* An array of min_items..max_items elements. */
 int cv_json_get_array(const json_t *obj, const char *path, size_t min_items, size_t max_items,
-                      int required, const json_t **out, struct cv_json_error *err);
+                      int required, const json_t **out, struct cv_json_err *err);
 
 /* An object. */
 int cv_json_get_object(const json_t *obj, const char *path, int required, const json_t **out,
-                       struct cv_json_error *err);
+                       struct cv_json_err *err);
 
 /* Rejects members of the object at path that are not in known (a NULL-terminated list), naming
  * the first unknown one as path.member. Returns 0, or -1 with err filled in (also when path does
  * not lead to an object). */
 int cv_json_only_fields(const json_t *obj, const char *path, const char *const *known,
-                        struct cv_json_error *err);
+                        struct cv_json_err *err);
 
 /* Fills err (field copied from path, detail printf-formatted) for checks of the caller's own;
  * returns -1 so that it can end a validation function. */
-int cv_json_error_set(struct cv_json_error *err, const char *path, const char *fmt, ...)
+int cv_json_error_set(struct cv_json_err *err, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Serializes value compactly ({"a":1}), members in insertion order. Returns a NUL-terminated
