@@ -17,6 +17,7 @@
 #include "cv/log.h"
 #include "cv/metrics.h"
 #include "cv/util.h"
+#include "db_int.h"
 
 struct cv_db_pool {
     char *conninfo;
@@ -189,6 +190,8 @@ PGconn *cv_db_connect(const char *conninfo, struct cv_db_err *err)
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_processor, NULL);
+    if (cv_db_prepared_attach(conn) < 0)
+        cv_log_warn("database: no statement cache for a connection (out of memory)");
     if (PQstatus(conn) != CONNECTION_OK) {
         cv_db_err_set(err, conn, NULL);
         err->transient = 1;
@@ -401,19 +404,12 @@ int cv_db_pool_ping(struct cv_db_pool *pool, int timeout_ms, struct cv_db_err *e
     return res ? 0 : -1;
 }
 
-/* Sends the query and waits for its result at most timeout_ms. Returns 0 with *res (NULL if
- * libpq failed: the reason is on conn), or -1 with err set when no answer came in time or the
- * socket failed (conn is then abandoned). */
-static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                        const int *lengths, const int *formats, int timeout_ms, PGresult **res,
+/* Waits at most until deadline for the result of what was just sent on conn. Returns 0 with
+ * *res (NULL if libpq failed: the reason is on conn), or -1 with err set when no answer came
+ * in time or the socket failed (conn is then abandoned). */
+static int await_result(PGconn *conn, int64_t deadline, int timeout_ms, PGresult **res,
                         struct cv_db_err *err)
 {
-    *res = NULL;
-    /* Non-blocking, so that sending cannot wait on a server that stopped reading either. */
-    if (PQsetnonblocking(conn, 1) != 0 ||
-        !PQsendQueryParams(conn, sql, nparams, NULL, params, lengths, formats, 0))
-        return 0;
-    int64_t deadline = cv_monotonic_ms() + timeout_ms;
     PGresult *first = NULL;
     for (;;) {
         int flush = PQflush(conn);
@@ -457,6 +453,50 @@ static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *
     err->transient = 1;
     conn_abandon(conn);
     return -1;
+}
+
+/* Prepares sql as name on conn within the deadline. 1 prepared, 0 the server refused (the
+ * statement then runs unprepared, to fail or not as it would), -1 as await_result. */
+static int prepare_bounded(PGconn *conn, const char *name, const char *sql, int nparams,
+                           int64_t deadline, int timeout_ms, struct cv_db_err *err)
+{
+    PGresult *res = NULL;
+    if (!PQsendPrepare(conn, name, sql, nparams, NULL))
+        return 0;
+    if (await_result(conn, deadline, timeout_ms, &res, err) < 0)
+        return -1;
+    int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    cv_db_prepared_done(conn, sql, ok);
+    return ok;
+}
+
+/* Sends the query, prepared when conn caches it, and waits for its result at most
+ * timeout_ms. Returns as await_result. */
+static int exec_bounded(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                        const int *lengths, const int *formats, int timeout_ms, PGresult **res,
+                        struct cv_db_err *err)
+{
+    *res = NULL;
+    /* Non-blocking, so that sending cannot wait on a server that stopped reading either. */
+    if (PQsetnonblocking(conn, 1) != 0)
+        return 0;
+    int64_t deadline = cv_monotonic_ms() + timeout_ms;
+    int ready = 0;
+    const char *name =
+        options.no_prepared_statements ? NULL : cv_db_prepared_find(conn, sql, &ready);
+    if (name && !ready) {
+        int prepared = prepare_bounded(conn, name, sql, nparams, deadline, timeout_ms, err);
+        if (prepared < 0)
+            return -1;
+        ready = prepared;
+    }
+    int sent = name && ready
+                   ? PQsendQueryPrepared(conn, name, nparams, params, lengths, formats, 0)
+                   : PQsendQueryParams(conn, sql, nparams, NULL, params, lengths, formats, 0);
+    if (!sent)
+        return 0;
+    return await_result(conn, deadline, timeout_ms, res, err);
 }
 
 static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *const *params,

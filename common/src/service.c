@@ -143,6 +143,10 @@ static struct cv_config_var common_vars[] = {
     {"DB_POOL_WAIT_MS", "2000",
      "Longest wait for a free pooled connection (HTTP then answers 503 with Retry-After)",
      CV_CONFIG_INT, 1, 600000},
+    {"DB_PREPARED_STATEMENTS", "true",
+     "Prepare each statement once per database connection and run it by name afterwards "
+     "(false behind a proxy that pools transactions)",
+     CV_CONFIG_BOOL, 0, 0},
     {"DB_CONNECT_TIMEOUT_S", "5", "Give up opening a database connection after this", CV_CONFIG_INT,
      2, 600},
     {"DB_STATEMENT_TIMEOUT_MS", "5000",
@@ -375,6 +379,7 @@ static int setup_database(struct cv_service *svc)
     opts.keepalives_count = (int)cv_config_int(svc->cfg, "DB_KEEPALIVES_COUNT");
     opts.tcp_user_timeout_ms = (int)cv_config_int(svc->cfg, "DB_TCP_USER_TIMEOUT_MS");
     opts.pool_wait_ms = (int)cv_config_int(svc->cfg, "DB_POOL_WAIT_MS");
+    opts.no_prepared_statements = !cv_config_bool(svc->cfg, "DB_PREPARED_STATEMENTS");
     char app[80];
     snprintf(app, sizeof(app), "%s-service", svc->def->name);
     opts.application_name = app;

@@ -1,7 +1,7 @@
 /* The database as an unreliable peer, against a real PostgreSQL: which errors are worth a
  * retry, the server-side timeouts and keepalives every connection carries, the bounded wait
- * for an answer and for a pooled connection, and a pooled connection the server dropped
- * replaced before it is handed out. */
+ * for an answer and for a pooled connection, a pooled connection the server dropped
+ * replaced before it is handed out, and statements prepared once per session. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +254,67 @@ START_TEST(test_begin_on_a_dead_connection_reconnects_once)
 }
 END_TEST
 
+/* How many of conn's session's prepared statements have the text sql. */
+static int prepared_count(PGconn *conn, const char *sql)
+{
+    const char *params[] = {sql};
+    struct cv_db_err err;
+    PGresult *res = cv_db_query(
+        conn, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", 1, params, &err);
+    ck_assert_msg(res != NULL, "%s", err.msg);
+    int n = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+static int add_one(PGconn *conn, const char *n, struct cv_db_err *err)
+{
+    const char *params[] = {n};
+    PGresult *res = cv_db_query(conn, "SELECT $1::int + 1", 1, params, err);
+    if (!res)
+        return -1;
+    int v = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+START_TEST(test_statements_are_prepared_once_per_session)
+{
+    PGconn *conn = connect_or_fail(), *admin = connect_or_fail();
+    struct cv_db_err err;
+    ck_assert_int_eq(add_one(conn, "1", &err), 2);
+    ck_assert_int_eq(add_one(conn, "41", &err), 42);
+    ck_assert_int_eq(prepared_count(conn, "SELECT $1::int + 1"), 1);
+    /* Transaction control is not prepared. */
+    ck_assert_msg(cv_db_begin(conn, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cv_db_commit(conn, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(prepared_count(conn, "BEGIN"), 0);
+
+    /* A statement that fails keeps failing as itself, and its error class says so. */
+    ck_assert_msg(cv_db_begin(conn, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(add_one(conn, "x", &err), -1);
+    ck_assert_str_eq(err.sqlstate, "22P02");
+    ck_assert(!err.transient);
+    cv_db_rollback(conn);
+    ck_assert_int_eq(add_one(conn, "2", &err), 3);
+
+    /* A new session (the server ended the old one) knows none of the old statements: the
+     * cache starts again rather than execute names the server has never seen. */
+    int pid = backend_pid(conn);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", pid);
+    ck_assert(cv_db_exec(admin, sql, 0, NULL, &err) == 0);
+    cv_sleep_ms(200, NULL);
+    ck_assert_msg(cv_db_begin(conn, &err) == 0, "%s", err.msg);
+    ck_assert_int_ne(backend_pid(conn), pid);
+    ck_assert_int_eq(add_one(conn, "9", &err), 10);
+    ck_assert_msg(cv_db_commit(conn, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(prepared_count(conn, "SELECT $1::int + 1"), 1);
+    PQfinish(conn);
+    PQfinish(admin);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("db");
@@ -268,6 +329,7 @@ int main(void)
     tcase_add_test(tc, test_pool_wait_is_bounded);
     tcase_add_test(tc, test_terminated_pooled_connection_is_replaced);
     tcase_add_test(tc, test_begin_on_a_dead_connection_reconnects_once);
+    tcase_add_test(tc, test_statements_are_prepared_once_per_session);
     tcase_add_test(tc, test_unresponsive_server_makes_the_pool_fail_fast_then_probe);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

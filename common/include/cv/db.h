@@ -38,6 +38,11 @@ struct cv_db_options {
      * timeout plus this margin. */
     int answer_margin_ms;
     const char *application_name; /* shown in pg_stat_activity; copied */
+    /* Run every statement unprepared. By default a connection prepares each SELECT, INSERT,
+     * UPDATE, DELETE or WITH statement the first time it runs it and executes it by name
+     * afterwards (a cache per session, keyed by SQL text); a proxy that pools transactions
+     * (a session's statements may land on another server connection) needs this set. */
+    int no_prepared_statements;
 };
 
 /* The defaults above: 5 s to connect, 5 s per statement, 2 s per lock, keepalives 10/3/3,
