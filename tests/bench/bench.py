@@ -138,6 +138,75 @@ def print_stages(before, after, label):
             print(f"    {stage:18} n={n:<6.0f} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
 
 
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process, in seconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * TICK_S
+
+
+def postgres_cpu_s():
+    """CPU seconds of every postgres process of the machine: the server's backends, its
+    background writers and WAL writer. A backend that exits between two samples (a psql call)
+    takes its share with it, so this is a lower bound; other work on the same server counts."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+        except OSError:
+            continue
+        total += proc_cpu_s(pid)
+    return total
+
+
+def broker_pid():
+    try:
+        with open(os.path.join(os.environ["KAFKA_DIR"], "kafka.pid")) as f:
+            return int(f.read().strip())
+    except (KeyError, OSError, ValueError):
+        return None
+
+
+def cpu_sample(system):
+    """{component: CPU seconds so far} of each service, the broker, PostgreSQL and this load
+    generator."""
+    out = {name: proc_cpu_s(svc.proc.pid) for name, svc in system.services.items()}
+    pid = broker_pid()
+    out["kafka broker"] = proc_cpu_s(pid) if pid else 0.0
+    out["postgresql"] = postgres_cpu_s()
+    out["load generator"] = proc_cpu_s(os.getpid())
+    return out
+
+
+def print_cpu(before, after, sagas, wall_s, pg_tps):
+    """CPU per saga per component over a run that completed sagas, and the saga rate those
+    costs allow on this machine's cores (were nothing else running)."""
+    if sagas <= 0:
+        return
+    cost = {k: (after[k] - before.get(k, 0.0)) * 1000 / sagas for k in after}
+    total = sum(cost.values())
+    cores = os.cpu_count() or 1
+    busy = total * sagas / 1000 / wall_s / cores
+    print(f"  CPU per saga ({sagas} sagas in {wall_s:.1f} s; utime+stime from /proc):"
+          + "".join(f" {k} {v:.2f} ms," for k, v in cost.items())
+          + f" total {total:.2f} ms (these kept {busy:.0%} of the {cores} cores busy)")
+    if total > 0:
+        ceiling = cores * 1000 / total
+        ratio = f", {ceiling / pg_tps:.2f}x the pgbench ceiling" if pg_tps else ""
+        print(f"  CPU ceiling of the saga: {cores} cores / {total:.2f} ms = {ceiling:,.0f}"
+              f" sagas/s{ratio}")
+
+
 def open_loop(system, rate, count, tag):
     """Offers count orders at a fixed rate whatever the system's answers (open loop) and
     samples the backlog (accepted, not yet SHIPMENT_SCHEDULED) once a second. Returns the
@@ -276,6 +345,7 @@ def main():
 
         if "sustained" in PARTS:
             before = stage_buckets(saga_svcs)
+            cpu_before = cpu_sample(system)
             start = time.monotonic()
 
             def place(i):
@@ -292,11 +362,14 @@ def main():
                   f" ({SUSTAINED / accepted:,.0f}/s), all SHIPMENT_SCHEDULED after {done:.1f} s"
                   f" ({SUSTAINED / done:,.0f} sagas/s)")
             print_stages(before, stage_buckets(saga_svcs), "closed loop of 16 clients")
+            print_cpu(cpu_before, cpu_sample(system), SUSTAINED, done, pg_tps)
         if "open" in PARTS:
             for rate in OPEN_RATES:
                 before = stage_buckets(saga_svcs)
+                cpu_before, started_at = cpu_sample(system), time.monotonic()
                 got, samples, drain, failed = open_loop(system, rate, OPEN_ORDERS,
                                                         f"open{rate:.0f}")
+                cpu_after, wall = cpu_sample(system), time.monotonic() - started_at
                 after = stage_buckets(saga_svcs)
                 n = len(samples)
                 marks = [samples[min(n - 1, n * q // 4)] for q in (1, 2, 3)] + [samples[-1]] \
@@ -312,6 +385,7 @@ def main():
                       f" drained {drain:.1f} s after; backlog {'flat' if flat else 'GROWING'}"
                       f" ({slope:+.0f}/s over the second half)")
                 print_stages(before, after, f"open loop at {rate:.0f}/s")
+                print_cpu(cpu_before, cpu_after, OPEN_ORDERS - failed, wall, pg_tps)
         print(f"  resident memory after the run: {rss(system)}")
     finally:
         system.stop()
