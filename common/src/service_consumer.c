@@ -1,10 +1,11 @@
 /* The consumer loop: polls a batch, applies it in one database transaction (one savepoint per
  * record, so that a record that can never be processed is dead-lettered alone), then stores
  * and commits the offsets. Transient failures roll the batch back and retry it with backoff,
- * so nothing is skipped or reordered; the event ids claimed in the same transaction make
- * redelivery harmless. A permanent failure of the batch as a whole (a batch-level hook, a
- * statement outside any record's savepoint) falls back to one record per transaction, so that
- * only the record that fails on its own is dead-lettered and the others are applied. */
+ * so nothing is skipped or reordered; the event ids claimed in the same transaction (one
+ * statement for the whole batch) make redelivery harmless. A permanent failure of the batch as a
+ * whole (a batch-level hook, a statement outside any record's savepoint) falls back to one record
+ * per transaction, so that only the record that fails on its own is dead-lettered and the others
+ * are applied. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@ struct decoded {
     char event_id[64];
     char decode_error[256];
     int registry_retry; /* the writer's schema id could not be resolved yet: retry, not reject */
+    /* Claimed by the batch's claiming statement in the current transaction: 1 new, 0 seen
+     * before; -1 not part of it (claimed on its own, or not at all). */
+    int batch_claim;
 };
 
 static void decode_record(struct cv_service *svc, struct decoded *d, const rd_kafka_message_t *msg)
@@ -173,7 +177,8 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         snprintf(reason, sizeof(reason), "undecodable: %s", ev->decode_error);
         result = CV_REJECT;
     } else if (!svc->def->raw) {
-        int claimed = redriven(ev)
+        int claimed = d->batch_claim >= 0 ? d->batch_claim
+                      : redriven(ev)
                           ? cv_dedup_claim_redriven(conn, svc->def->name, ev->event_id, err)
                           : cv_dedup_claim(conn, svc->def->name, ev->event_id, err);
         if (claimed < 0)
@@ -203,10 +208,14 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
         }
     } else if (result == CV_REJECT) {
         /* Undo whatever the handler wrote, then record the event as processed (so that a
-         * redelivery is not dead-lettered twice) and dead-letter it. */
+         * redelivery is not dead-lettered twice) and dead-letter it. A claim of the batch's
+         * statement came before the savepoint: it stays, marked as a dead letter. */
         if (cv_db_exec(conn, "ROLLBACK TO SAVEPOINT record", 0, NULL, err) < 0)
             result = CV_RETRY;
-        else if (ev->event_id && !svc->def->raw &&
+        else if (d->batch_claim == 1 &&
+                 cv_dedup_mark_dead_letter(conn, svc->def->name, ev->event_id, err) < 0)
+            result = CV_RETRY;
+        else if (d->batch_claim != 1 && ev->event_id && !svc->def->raw &&
                  cv_dedup_claim_dead_letter(conn, svc->def->name, ev->event_id, err) < 0)
             result = CV_RETRY;
         else if (is_dead_letter_topic(ev->topic)) {
@@ -234,12 +243,48 @@ static enum cv_handler_result apply_record(struct cv_service *svc, PGconn *conn,
     return result;
 }
 
+/* Claims in one statement the records of batch[0..n) that apply_record would claim one by one
+ * (decoded, with an event id, not redriven): one round trip per batch instead of per record. */
+static int claim_batch(struct cv_service *svc, PGconn *conn, struct decoded *batch, size_t n,
+                       struct cv_db_err *err)
+{
+    if (svc->def->raw)
+        return 0;
+    const char **ids = calloc(n, sizeof(*ids));
+    int *claimed = calloc(n, sizeof(*claimed));
+    int rc = 0;
+    if (!ids || !claimed) {
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        err->transient = 1;
+        rc = -1;
+        goto cleanup;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (batch[i].ev.data && batch[i].ev.event_id && !redriven(&batch[i].ev)) {
+            ids[i] = batch[i].ev.event_id;
+            count++;
+        }
+    if (count == 0)
+        goto cleanup;
+    rc = cv_dedup_claim_batch(conn, svc->def->name, ids, n, claimed, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (ids[i])
+            batch[i].batch_claim = claimed[i];
+cleanup:
+    free(ids);
+    free(claimed);
+    return rc;
+}
+
 /* Applies batch[0..n) in one transaction; with reject set (n is then 1), dead-letters the
  * record for that reason instead. 0 once committed, -1 with err to retry it (err->transient
  * unset: the same batch would fail again). */
 static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n, const char *reject,
                        struct cv_db_err *err)
 {
+    for (size_t i = 0; i < n; i++)
+        batch[i].batch_claim = -1; /* a claim of an earlier try was rolled back with it */
     PGconn *conn = cv_db_acquire(svc->pool, err);
     if (!conn)
         return -1;
@@ -257,6 +302,8 @@ static int apply_batch(struct cv_service *svc, struct decoded *batch, size_t n, 
             free(evs);
         }
     }
+    if (rc == 0 && !reject)
+        rc = claim_batch(svc, conn, batch, n, err);
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (apply_record(svc, conn, &batch[i], reject, err) != CV_HANDLED)
             rc = -1;

@@ -22,4 +22,15 @@ int cv_dedup_claim_dead_letter(PGconn *conn, const char *consumer, const char *e
 int cv_dedup_claim_redriven(PGconn *conn, const char *consumer, const char *event_id,
                             struct cv_db_err *err);
 
+/* Claims the events of a batch in one statement, inside the caller's open transaction:
+ * claimed[i] = 1 if event_ids[i] is new and this is its first occurrence in the list (apply
+ * it), else 0 (skip it; NULL entries are not claimed). 0, or -1 with err. */
+int cv_dedup_claim_batch(PGconn *conn, const char *consumer, const char *const *event_ids, size_t n,
+                         int *claimed, struct cv_db_err *err);
+
+/* Marks an event claimed earlier in the same transaction as dead-lettered rather than
+ * applied (as cv_dedup_claim_dead_letter would have recorded it). 0, or -1 with err. */
+int cv_dedup_mark_dead_letter(PGconn *conn, const char *consumer, const char *event_id,
+                              struct cv_db_err *err);
+
 #endif
