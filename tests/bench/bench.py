@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "..", "crosscheck"))
 
-from conveyor import BROKERS, PG, System, kafka_tool, psql  # noqa: E402
+from conveyor import BROKERS, DB_PREFIX, PG, System, kafka_tool, psql  # noqa: E402
 
 DURATION = os.environ.get("BENCH_SECONDS", "8")
 SAGA_SEQUENTIAL = int(os.environ.get("BENCH_SAGA_ORDERS", "200"))
@@ -152,10 +152,11 @@ def proc_cpu_s(pid):
 
 
 def postgres_cpu_s():
-    """CPU seconds of every postgres process of the machine: the server's backends, its
-    background writers and WAL writer. A backend that exits between two samples (a psql call)
-    takes its share with it, so this is a lower bound; other work on the same server counts."""
-    total = 0.0
+    """{pid: (group, CPU seconds)} of the server's postgres processes. A backend's process
+    title names its database: ours (this run's prefix), another's (other work on the same
+    server, left out of the account), or none (the server's own processes: WAL writer,
+    checkpointer, background writer, autovacuum)."""
+    out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -163,10 +164,20 @@ def postgres_cpu_s():
             with open(f"/proc/{pid}/comm") as f:
                 if f.read().strip() != "postgres":
                     continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace").split()
         except OSError:
             continue
-        total += proc_cpu_s(pid)
-    return total
+        # "postgres: [CLUSTER:] USER DATABASE HOST(PORT) STATE" for a backend.
+        title = title[1:]
+        if title and title[0].endswith(":"):
+            title = title[1:]
+        if len(title) >= 3 and "(" in title[2]:
+            group = "postgresql, ours" if title[1].startswith(DB_PREFIX) else "other"
+        else:
+            group = "postgresql, server"
+        out[pid] = (group, proc_cpu_s(pid))
+    return out
 
 
 def broker_pid():
@@ -183,8 +194,8 @@ def cpu_sample(system):
     out = {name: proc_cpu_s(svc.proc.pid) for name, svc in system.services.items()}
     pid = broker_pid()
     out["kafka broker"] = proc_cpu_s(pid) if pid else 0.0
-    out["postgresql"] = postgres_cpu_s()
     out["load generator"] = proc_cpu_s(os.getpid())
+    out["postgres"] = postgres_cpu_s()
     return out
 
 
@@ -193,13 +204,20 @@ def print_cpu(before, after, sagas, wall_s, pg_tps):
     costs allow on this machine's cores (were nothing else running)."""
     if sagas <= 0:
         return
-    cost = {k: (after[k] - before.get(k, 0.0)) * 1000 / sagas for k in after}
+    used = {k: after[k] - before.get(k, 0.0) for k in after if k != "postgres"}
+    # Per process: one that started during the run counts whole, one that ended is lost (a
+    # psql call's backend), so PostgreSQL's share is a lower bound.
+    for pid, (group, cpu) in after["postgres"].items():
+        used[group] = used.get(group, 0.0) + cpu - before["postgres"].get(pid, (group, 0.0))[1]
+    other = used.pop("other", 0.0)
+    cost = {k: v * 1000 / sagas for k, v in used.items()}
     total = sum(cost.values())
     cores = os.cpu_count() or 1
     busy = total * sagas / 1000 / wall_s / cores
     print(f"  CPU per saga ({sagas} sagas in {wall_s:.1f} s; utime+stime from /proc):"
           + "".join(f" {k} {v:.2f} ms," for k, v in cost.items())
-          + f" total {total:.2f} ms (these kept {busy:.0%} of the {cores} cores busy)")
+          + f" total {total:.2f} ms (these kept {busy:.0%} of the {cores} cores busy; other"
+          f" databases' backends on the same server used {other / wall_s / cores:.0%} more)")
     if total > 0:
         ceiling = cores * 1000 / total
         ratio = f", {ceiling / pg_tps:.2f}x the pgbench ceiling" if pg_tps else ""
