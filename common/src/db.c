@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,17 @@ void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res)
         !conn || PQstatus(conn) != CONNECTION_OK || !state || cv_db_sqlstate_transient(state);
 }
 
+void cv_db_err_client(struct cv_db_err *err, int transient, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    err->sqlstate[0] = '\0';
+    err->transient = transient;
+    err->no_answer = 0;
+}
+
 /* Server notices ("relation already exists, skipping") are not errors: log them at debug. */
 static void notice_processor(void *arg, const char *message)
 {
@@ -183,10 +195,7 @@ PGconn *cv_db_connect(const char *conninfo, struct cv_db_err *err)
 #undef KEYWORD
     PGconn *conn = PQconnectdbParams(keys, values, 1);
     if (!conn) {
-        snprintf(err->msg, sizeof(err->msg), "out of memory");
-        err->sqlstate[0] = '\0';
-        err->transient = 1;
-        err->no_answer = 0;
+        cv_db_err_client(err, 1, "out of memory");
         return NULL;
     }
     PQsetNoticeProcessor(conn, notice_processor, NULL);
@@ -311,11 +320,8 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
     if (pool->trouble_until) {
         int64_t now = cv_monotonic_ms();
         if (now < pool->trouble_until) {
-            snprintf(err->msg, sizeof(err->msg), "database unavailable (%s)", pool->trouble);
+            cv_db_err_client(err, 1, "database unavailable (%s)", pool->trouble);
             pthread_mutex_unlock(&pool->lock);
-            err->sqlstate[0] = '\0';
-            err->transient = 1;
-            err->no_answer = 0;
             return NULL;
         }
         /* This caller probes; the others keep failing fast meanwhile. */
@@ -328,12 +334,8 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
                    pool->nidle == 0) {
             pthread_mutex_unlock(&pool->lock);
             observe_wait(seconds_now() - started); /* a wait that gave up counts too */
-            snprintf(err->msg, sizeof(err->msg),
-                     "no database connection free within %ld ms (all %u in use)", wait_ms,
-                     pool->size);
-            err->sqlstate[0] = '\0';
-            err->transient = 1;
-            err->no_answer = 0;
+            cv_db_err_client(err, 1, "no database connection free within %ld ms (all %u in use)",
+                             wait_ms, pool->size);
             return NULL;
         }
     }
@@ -429,10 +431,7 @@ static int await_result(PGconn *conn, int64_t deadline, int timeout_ms, PGresult
         }
         int64_t left = deadline - cv_monotonic_ms();
         if (left <= 0) {
-            snprintf(err->msg, sizeof(err->msg), "no answer from the database within %d ms",
-                     timeout_ms);
-            err->sqlstate[0] = '\0';
-            err->transient = 1;
+            cv_db_err_client(err, 1, "no answer from the database within %d ms", timeout_ms);
             err->no_answer = 1;
             thread_outcome = -1;
             PQclear(first);
@@ -574,10 +573,7 @@ int cv_db_commit(PGconn *conn, struct cv_db_err *err)
     int ok = strcmp(PQcmdStatus(res), "COMMIT") == 0;
     PQclear(res);
     if (!ok) {
-        snprintf(err->msg, sizeof(err->msg), "transaction was rolled back");
-        err->sqlstate[0] = '\0';
-        err->transient = 0;
-        err->no_answer = 0;
+        cv_db_err_client(err, 0, "transaction was rolled back");
     }
     return ok ? 0 : -1;
 }

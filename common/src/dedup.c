@@ -2,7 +2,6 @@
 #include "cv/dedup.h"
 
 #include <jansson.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,10 +59,7 @@ int cv_dedup_claim_batch(PGconn *conn, const char *consumer, const char *const *
     char *ids_json = ids ? json_dumps(ids, JSON_COMPACT) : NULL;
     json_decref(ids);
     if (!ids_json) {
-        snprintf(err->msg, sizeof(err->msg), "out of memory");
-        err->sqlstate[0] = '\0';
-        err->transient = 1;
-        err->no_answer = 0;
+        cv_db_err_client(err, 1, "out of memory");
         return -1;
     }
     /* A JSON array rather than a text[] literal: no quoting rules of our own. An id twice in

@@ -108,4 +108,9 @@ int cv_db_sqlstate_transient(const char *state);
 /* Fills err from a failed result (res may be NULL) of conn. */
 void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res);
 
+/* Fills err with a failure of the client's own (out of memory, no answer in time, no free
+ * connection): no SQLSTATE, transient or not as given. */
+void cv_db_err_client(struct cv_db_err *err, int transient, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif
