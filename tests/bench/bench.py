@@ -244,9 +244,16 @@ def open_loop(system, rate, count, tag):
                 failed[0] += 1
 
     def done():
-        return int(psql(system.dbs["order"],
-                        "SELECT count(*) FROM orders WHERE status = 'SHIPMENT_SCHEDULED'"
-                        f" AND customer_id LIKE '{tag}-%'")[0][0])
+        # The server is shared: a moment without a free connection is tried again.
+        for attempt in range(20):
+            try:
+                return int(psql(system.dbs["order"],
+                                "SELECT count(*) FROM orders WHERE status = 'SHIPMENT_SCHEDULED'"
+                                f" AND customer_id LIKE '{tag}-%'")[0][0])
+            except subprocess.CalledProcessError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
 
     samples = []
     stop = threading.Event()
