@@ -53,9 +53,11 @@ def run(system, log_dir):
                 while len(replicas[name]) < n:
                     replicas[name].append(Service(name, base.db, free_port(), log_dir,
                                                   system.env.get(name)).start())
+                while len(replicas[name]) > max(1, n):
+                    replicas[name].pop().stop()
             for name in SCALED:
-                wait_until(lambda: sum(map(assigned, replicas[name][:n])) == partitions[name]
-                           and all(assigned(r) > 0 for r in replicas[name][:n]),
+                wait_until(lambda: sum(map(assigned, replicas[name])) == partitions[name]
+                           and all(assigned(r) > 0 for r in replicas[name]),
                            120, 0.5, f"{n} {name} replicas to share the partitions")
             settle = time.monotonic() - started
             # A few sagas first: the new members' first fetches and statements are not timed.
