@@ -25,6 +25,16 @@ def assigned(replica):
     return replica.metric("consumer_assigned_partitions")
 
 
+def wait_shared(replicas, partitions, timeout=120):
+    """Whether every replica got partitions and together they hold them all, within timeout."""
+    try:
+        wait_until(lambda: sum(map(assigned, replicas)) == partitions
+                   and all(assigned(r) > 0 for r in replicas), timeout, 0.5, "a shared group")
+        return True
+    except AssertionError:
+        return False
+
+
 def closed_loop(system, tag):
     """Sagas per second over ORDERS orders of CLIENTS clients, and each saga's milliseconds."""
     def saga(i):
@@ -55,11 +65,12 @@ def run(system, log_dir):
                                                   system.env.get(name)).start())
                 while len(replicas[name]) > max(1, n):
                     replicas[name].pop().stop()
-            for name in SCALED:
-                wait_until(lambda: sum(map(assigned, replicas[name])) == partitions[name]
-                           and all(assigned(r) > 0 for r in replicas[name]),
-                           120, 0.5, f"{n} {name} replicas to share the partitions")
+            shared = all(wait_shared(replicas[name], partitions[name]) for name in SCALED)
             settle = time.monotonic() - started
+            if not shared:
+                print(f"    {n} replica(s) each: partitions NOT shared after {settle:.0f} s ("
+                      + "; ".join(f"{name} {[assigned(r) for r in replicas[name]]}"
+                                  for name in SCALED) + "), measured anyway")
             # A few sagas first: the new members' first fetches and statements are not timed.
             for i in range(3):
                 system.wait_status(system.place([{"sku": "BENCH-1", "quantity": 1}],
