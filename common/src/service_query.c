@@ -61,3 +61,39 @@ void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int fo
     snprintf(detail, sizeof(detail), "no such %s", what);
     cv_http_reply_problem(resp, 404, "Not Found", detail, field);
 }
+
+const char *cv_service_path_key(struct cv_http_request *req, struct cv_http_response *resp,
+                                const char *param, int (*valid)(const char *), const char *what)
+{
+    const char *key = cv_http_path_param(req, param);
+    if (valid(key))
+        return key;
+    cv_service_reply_lookup(resp, NULL, 0, NULL, what, param);
+    return NULL;
+}
+
+json_t *cv_service_read(struct cv_service *svc, struct cv_http_response *resp,
+                        cv_service_reader read, const void *query, const char *what,
+                        const char *field)
+{
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return NULL;
+    struct cv_db_err err;
+    int found;
+    json_t *body = read(conn, query, &found, &err);
+    cv_service_db_release(svc, conn);
+    if (found > 0 && body)
+        return body;
+    cv_service_reply_lookup(resp, body, found, &err, what, field);
+    return NULL;
+}
+
+void cv_service_reply_read(struct cv_service *svc, struct cv_http_response *resp,
+                           cv_service_reader read, const void *query, const char *what,
+                           const char *field)
+{
+    json_t *body = cv_service_read(svc, resp, read, query, what, field);
+    if (body)
+        cv_http_reply_json(resp, 200, body);
+}

@@ -12,44 +12,30 @@ static const char *const statuses[] = {"PENDING",   "SCHEDULED", "DISPATCHED",
 
 void shipping_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    const char *status = cv_http_query(req, "status");
-    long limit, after;
-    int known = !status;
-    for (int i = 0; status && statuses[i]; i++)
-        known |= strcmp(status, statuses[i]) == 0;
+    struct shipping_page_query q = {.status = cv_http_query(req, "status")};
+    int known = !q.status;
+    for (int i = 0; q.status && statuses[i]; i++)
+        known |= strcmp(q.status, statuses[i]) == 0;
     if (!known) {
         cv_http_reply_problem(resp, 400, "Bad Request", "unknown shipment status", "status");
         return;
     }
-    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, &limit) < 0 ||
-        cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, &after) < 0)
+    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, &q.limit) < 0 ||
+        cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, &q.after) < 0)
         return;
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    json_t *page = shipment_page(conn, status, after, limit, &err);
-    cv_service_db_release(svc, conn);
-    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
+    cv_service_reply_read(app, resp, shipping_store_page, &q, NULL, NULL);
+}
+
+static json_t *read_shipment(PGconn *conn, const void *order_id, int *found, struct cv_db_err *err)
+{
+    return shipping_store_get(conn, order_id, found, err);
 }
 
 void shipping_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    const char *order_id = cv_http_path_param(req, "order_id");
-    if (!cv_uuid_valid(order_id)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    int found;
-    json_t *s = shipment_get(conn, order_id, &found, &err);
-    cv_service_db_release(svc, conn);
-    cv_service_reply_lookup(resp, s, found, &err, "shipment", "order_id");
+    const char *order_id = cv_service_path_key(req, resp, "order_id", cv_uuid_valid, "shipment");
+    if (order_id)
+        cv_service_reply_read(app, resp, read_shipment, order_id, "shipment", "order_id");
 }
 
 /* Moves a shipment from one status to the next and emits the event, in one transaction. */
@@ -57,11 +43,9 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
                     struct cv_service *svc, const char *from, const char *to,
                     const char *event_type)
 {
-    const char *order_id = cv_http_path_param(req, "order_id");
-    if (!cv_uuid_valid(order_id)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such shipment", "order_id");
+    const char *order_id = cv_service_path_key(req, resp, "order_id", cv_uuid_valid, "shipment");
+    if (!order_id)
         return;
-    }
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
@@ -70,7 +54,7 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
     char status[16] = "";
     int found;
     json_t *s = NULL;
-    if (cv_db_begin(conn, &err) < 0 || shipment_status(conn, order_id, status, &err) < 0)
+    if (cv_db_begin(conn, &err) < 0 || shipping_store_status(conn, order_id, status, &err) < 0)
         goto db_error;
     if (!status[0]) {
         cv_db_rollback(conn);
@@ -102,7 +86,7 @@ static void advance(struct cv_http_request *req, struct cv_http_response *resp,
         cv_http_reply_problem(resp, 409, "Conflict", detail, "status");
         goto out;
     }
-    if (!(s = shipment_get(conn, order_id, &found, &err)))
+    if (!(s = shipping_store_get(conn, order_id, &found, &err)))
         goto db_error;
     json_t *event = json_pack("{s:s, s:O}", "order_id", order_id, "tracking_number",
                               json_object_get(s, "tracking_number"));

@@ -3,6 +3,7 @@
 #ifndef CV_DB_H
 #define CV_DB_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 
@@ -99,6 +100,13 @@ int cv_db_pool_ping(struct cv_db_pool *pool, int timeout_ms, struct cv_db_err *e
 
 /* Whether an error of SQLSTATE state is worth retrying (see struct cv_db_err). */
 int cv_db_sqlstate_transient(const char *state);
+
+/* Runs a query that selects at most one row whose first column is JSON text (a
+ * json_build_object(...)::text) and returns it parsed, or NULL: *found 0 when there is no row,
+ * -1 with err on a database error or unreadable JSON. When column1 is not NULL the row's second
+ * column (an integer such as a row version) goes there. Caller decrefs. */
+json_t *cv_db_query_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                         long long *column1, int *found, struct cv_db_err *err);
 
 /* Fills err from a failed result (res may be NULL) of conn. */
 void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res);

@@ -135,6 +135,27 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
 void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,
                              const struct cv_db_err *err, const char *what, const char *field);
 
+/* The path parameter param when valid accepts it; otherwise NULL after replying 404 "no such
+ * <what>" naming param (a malformed key names nothing that exists). */
+const char *cv_service_path_key(struct cv_http_request *req, struct cv_http_response *resp,
+                                const char *param, int (*valid)(const char *), const char *what);
+
+/* A read for an HTTP handler: the JSON that query (the reader's own type) asks for, or NULL
+ * with *found 0 (there is none) or -1 (a database error in err). Caller decrefs. */
+typedef json_t *(*cv_service_reader)(PGconn *conn, const void *query, int *found,
+                                     struct cv_db_err *err);
+
+/* The read skeleton of an HTTP handler: read on a pooled connection, given back at once.
+ * Returns what it found (caller decrefs), or NULL after replying: 404 "no such <what>" naming
+ * field, the database error, or 503 without a connection. */
+json_t *cv_service_read(struct cv_service *svc, struct cv_http_response *resp,
+                        cv_service_reader read, const void *query, const char *what,
+                        const char *field);
+/* cv_service_read, then 200 with what it found. */
+void cv_service_reply_read(struct cv_service *svc, struct cv_http_response *resp,
+                           cv_service_reader read, const void *query, const char *what,
+                           const char *field);
+
 /* Replies 503 (database unavailable) or 500 for a failed database call in an HTTP handler. */
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err);
 
