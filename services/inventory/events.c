@@ -87,17 +87,19 @@ static int record_decision(PGconn *conn, const char *order_id, const char *statu
     return inserted;
 }
 
-/* Moves a RESERVED reservation to status; its items into *items (caller decrefs) when it did.
- * 1 if it moved, 0 if it was not RESERVED (or is unknown), -1 with err. */
-static int leave_reserved(PGconn *conn, const char *order_id, const char *status, json_t **items,
-                          struct cv_db_err *err)
+/* Moves the order's reservation as the route says (from one of its statuses to its status); its
+ * items into *items (caller decrefs) when it did. 1 if it moved, 0 if it was in none of those
+ * statuses (or is unknown), -1 with err. */
+static int move_reservation(PGconn *conn, const struct cv_event_call *call, json_t **items,
+                            struct cv_db_err *err)
 {
-    const char *params[] = {order_id, status};
+    const char *order_id = call->order_id;
+    const char *params[] = {order_id, call->route->to, call->route->from};
     PGresult *res =
         cv_db_query(conn,
                     "UPDATE reservations SET status = $2, updated_at = now()"
-                    " WHERE order_id = $1 AND status = 'RESERVED' RETURNING items::text",
-                    2, params, err);
+                    " WHERE order_id = $1 AND status = ANY($3::text[]) RETURNING items::text",
+                    3, params, err);
     if (!res)
         return -1;
     int moved = PQntuples(res) == 1;
@@ -138,12 +140,13 @@ static int move_items(PGconn *conn, const json_t *items, const char *set_sql, st
     return 0;
 }
 
+/* OrderPlaced: reserves all its items or none (RESERVED or REJECTED, decided once). */
 static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
-                                              const struct cv_event *ev, const char *order_id,
-                                              char *reason, size_t reason_size)
+                                              const struct cv_event *ev,
+                                              const struct cv_event_call *call, char *reason,
+                                              size_t reason_size)
 {
-    if (cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
-        return CV_REJECT;
+    const char *order_id = call->order_id;
     struct cv_db_err err;
     char status[16];
     if (reservation_status(conn, order_id, status, &err) < 0)
@@ -151,18 +154,6 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     if (status[0]) /* decided already (or its shipment cancelled before it was placed) */
         return CV_HANDLED;
 
-    size_t k;
-    json_t *it;
-    json_array_foreach(json_object_get(ev->data, "items"), k, it)
-    {
-        /* A SKU with a NUL byte would be read as its first part: another SKU. */
-        json_t *sku = json_object_get(it, "sku");
-        if (!json_is_string(sku) || strlen(json_string_value(sku)) != json_string_length(sku) ||
-            !cv_sku_valid(json_string_value(sku))) {
-            snprintf(reason, reason_size, "item %zu: invalid SKU", k);
-            return CV_REJECT;
-        }
-    }
     json_t *items = items_by_sku(json_object_get(ev->data, "items"));
     json_t *shortages = json_array();
     char why[1024] = "insufficient stock:";
@@ -230,15 +221,17 @@ out:
  * available (StockReleased). A shipment cancelled before inventory saw the order is recorded
  * RELEASED, so that the order is never reserved. */
 static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGconn *conn,
-                                                    const struct cv_event *ev, const char *order_id,
-                                                    char *reason, size_t reason_size)
+                                                    const struct cv_event *ev,
+                                                    const struct cv_event_call *call, char *reason,
+                                                    size_t reason_size)
 {
+    const char *order_id = call->order_id;
     const char *why = cv_event_string(ev, "reason", reason, reason_size);
     if (!why)
         return CV_REJECT;
     struct cv_db_err err;
     json_t *none = json_array();
-    int inserted = record_decision(conn, order_id, "RELEASED", none, &err);
+    int inserted = record_decision(conn, order_id, call->route->to, none, &err);
     json_decref(none);
     if (inserted < 0)
         return cv_service_db_failure(&err, reason, reason_size);
@@ -247,7 +240,7 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
         return CV_HANDLED;
     }
     json_t *items = NULL;
-    int moved = leave_reserved(conn, order_id, "RELEASED", &items, &err);
+    int moved = move_reservation(conn, call, &items, &err);
     if (moved <= 0)
         return moved < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
     enum cv_handler_result result = CV_HANDLED;
@@ -266,22 +259,22 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
 }
 
 /* ShipmentDispatched: the reserved units left (reserved -> shipped), once. */
-static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const struct cv_event *ev,
-                                                     const char *order_id, char *reason,
+static enum cv_handler_result on_shipment_dispatched(struct cv_service *svc, PGconn *conn,
+                                                     const struct cv_event *ev,
+                                                     const struct cv_event_call *call, char *reason,
                                                      size_t reason_size)
 {
-    if (cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
-        return CV_REJECT;
+    const char *order_id = call->order_id;
     struct cv_db_err err;
     json_t *items = NULL;
-    int moved = leave_reserved(conn, order_id, "SHIPPED", &items, &err);
+    int moved = move_reservation(conn, call, &items, &err);
     if (moved < 0)
         return cv_service_db_failure(&err, reason, reason_size);
     if (!moved) {
         char status[16];
         if (reservation_status(conn, order_id, status, &err) < 0)
             return cv_service_db_failure(&err, reason, reason_size);
-        if (strcmp(status, "SHIPPED") != 0)
+        if (strcmp(status, call->route->to) != 0)
             cv_log_warn("order %s dispatched while its reservation is %s", order_id,
                         status[0] ? status : "unknown");
         return CV_HANDLED;
@@ -339,24 +332,18 @@ int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_eve
     return rc;
 }
 
+/* Release 1's OrderCancelled is not acted on: the release follows ShipmentCancelled, which
+ * shipping emits for it as for OrderCancellationRequested. */
+static const struct cv_event_route routes[] = {
+    {"OrderPlaced", on_order_placed, NULL, NULL, "items"}, /* RESERVED or REJECTED, once */
+    {"ShipmentCancelled", on_shipment_cancelled, "RELEASED", "{RESERVED}", NULL},
+    {"ShipmentDispatched", on_shipment_dispatched, "SHIPPED", "{RESERVED}", "items"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,
                                           const struct cv_event *ev, char *reason,
                                           size_t reason_size)
 {
-    /* Release 1's OrderCancelled is not acted on: the release follows ShipmentCancelled,
-     * which shipping emits for it as for OrderCancellationRequested. */
-    int placed = strcmp(ev->type, "OrderPlaced") == 0;
-    int cancelled = strcmp(ev->type, "ShipmentCancelled") == 0;
-    int dispatched = strcmp(ev->type, "ShipmentDispatched") == 0;
-    if (!placed && !cancelled && !dispatched)
-        return CV_HANDLED;
-    const char *order_id = cv_event_order_id(ev, reason, reason_size);
-    if (!order_id)
-        return CV_REJECT;
-    cv_log_set_context(order_id, ev->event_id);
-    if (placed)
-        return on_order_placed(svc, conn, ev, order_id, reason, reason_size);
-    if (cancelled)
-        return on_shipment_cancelled(svc, conn, ev, order_id, reason, reason_size);
-    return on_shipment_dispatched(conn, ev, order_id, reason, reason_size);
+    return cv_event_dispatch(routes, NULL, svc, conn, ev, reason, reason_size);
 }

@@ -51,7 +51,7 @@ static int check_if_match(struct cv_http_response *resp, PGconn *conn, const cha
 {
     struct cv_db_err err;
     long long version;
-    int found = inventory_lock_version(conn, sku, &version, &err);
+    int found = inventory_store_lock_version(conn, sku, &version, &err);
     if (found < 0) {
         cv_service_reply_db_error(resp, &err);
         return -1;
@@ -79,40 +79,31 @@ static int check_if_match(struct cv_http_response *resp, PGconn *conn, const cha
 
 void inventory_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    long limit;
-    const char *after = cv_http_query(req, "after");
-    if (cv_service_query_int(req, resp, "limit", 100, 1, 1000, &limit) < 0)
+    struct inventory_page_query q = {.after = cv_http_query(req, "after")};
+    if (cv_service_query_int(req, resp, "limit", 100, 1, 1000, &q.limit) < 0)
         return;
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    json_t *page = inventory_page(conn, after, limit, &err);
-    cv_service_db_release(svc, conn);
-    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
+    cv_service_reply_read(app, resp, inventory_store_page, &q, NULL, NULL);
+}
+
+/* A SKU, and where its row's version goes. */
+struct stock_query {
+    const char *sku;
+    long long *version;
+};
+
+static json_t *read_stock(PGconn *conn, const void *query, int *found, struct cv_db_err *err)
+{
+    const struct stock_query *q = query;
+    return inventory_store_get(conn, q->sku, q->version, found, err);
 }
 
 void inventory_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    const char *sku = cv_http_path_param(req, "sku");
-    if (!cv_sku_valid(sku)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    int found;
     long long version = 0;
-    json_t *item = inventory_get(conn, sku, &version, &found, &err);
-    cv_service_db_release(svc, conn);
-    if (found <= 0) {
-        cv_service_reply_lookup(resp, item, found, &err, "SKU", "sku");
+    struct stock_query q = {cv_service_path_key(req, resp, "sku", cv_sku_valid, "SKU"), &version};
+    json_t *item = q.sku ? cv_service_read(app, resp, read_stock, &q, "SKU", "sku") : NULL;
+    if (!item)
         return;
-    }
     /* A client holding the current version gets 304 without the body (weak comparison, and a
      * malformed header counts as no match, RFC 9110 section 13.1.2). */
     const char *if_none_match = cv_http_header(req, "If-None-Match");
@@ -170,8 +161,8 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
      * wins and the others find the version it left. */
     if (if_match && check_if_match(resp, conn, sku, if_match, 0) < 0)
         goto cleanup;
-    if (inventory_set_available(svc, conn, sku, name, available, &err) < 0 ||
-        !(item = inventory_get(conn, sku, &version, &found, &err)) ||
+    if (inventory_store_set_available(svc, conn, sku, name, available, &err) < 0 ||
+        !(item = inventory_store_get(conn, sku, &version, &found, &err)) ||
         cv_db_commit(conn, &err) < 0) {
         json_decref(item);
         cv_service_reply_db_error(resp, &err);
@@ -193,7 +184,7 @@ static int replay_adjustment(struct cv_http_response *resp, PGconn *conn, const 
     struct cv_db_err err;
     int found;
     long long version = 0;
-    json_t *done = inventory_find_adjustment(conn, key, &version, &found, &err);
+    json_t *done = inventory_store_find_adjustment(conn, key, &version, &found, &err);
     if (found < 0) {
         cv_service_reply_db_error(resp, &err);
         return -1;
@@ -234,11 +225,9 @@ static int adjustment_fields(const json_t *body, long *delta, const char **reaso
 void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
-    const char *sku = cv_http_path_param(req, "sku");
-    if (!cv_sku_valid(sku)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
+    const char *sku = cv_service_path_key(req, resp, "sku", cv_sku_valid, "SKU");
+    if (!sku)
         return;
-    }
     const char *key = cv_http_header(req, "Idempotency-Key");
     if (key && (key[0] == '\0' || strlen(key) > MAX_KEY_LEN)) {
         cv_http_reply_problem(resp, 400, "Bad Request", "expected 1 to 128 characters",
@@ -277,7 +266,7 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
     }
     if (if_match && check_if_match(resp, conn, sku, if_match, 1) < 0)
         goto cleanup;
-    switch (inventory_adjust(svc, conn, sku, delta, MAX_STOCK, reason, key, &done, &err)) {
+    switch (inventory_store_adjust(svc, conn, sku, delta, MAX_STOCK, reason, key, &done, &err)) {
     case INVENTORY_ADJUSTED:
         if (cv_db_commit(conn, &err) < 0) {
             json_decref(done.stock);
