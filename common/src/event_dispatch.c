@@ -26,3 +26,16 @@ enum cv_handler_result cv_event_dispatch(const struct cv_event_route *routes, cv
         return cv_service_db_failure(&err, reason, reason_size);
     return route->handle(svc, conn, ev, &call, reason, reason_size);
 }
+
+enum cv_handler_result cv_event_emit(struct cv_service *svc, PGconn *conn,
+                                     const struct cv_event *ev, const struct cv_event_call *call,
+                                     const char *type, json_t *data, char *reason,
+                                     size_t reason_size)
+{
+    if (!data)
+        return CV_RETRY; /* out of memory building it */
+    struct cv_db_err err;
+    int rc = cv_service_emit(svc, conn, type, call->order_id, data, call->order_id, ev, NULL, &err);
+    json_decref(data);
+    return rc < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
+}

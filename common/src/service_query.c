@@ -1,7 +1,9 @@
 /* Helpers for the services' HTTP handlers: query parameters and pages of results. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cv/service.h"
 
@@ -26,10 +28,30 @@ int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *r
     return 0;
 }
 
-json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                        long limit, const char *key, struct cv_db_err *err)
+int cv_service_query_page(struct cv_http_request *req, struct cv_http_response *resp, long *after,
+                          long *limit)
 {
-    PGresult *res = cv_db_query(conn, sql, nparams, params, err);
+    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, limit) < 0)
+        return -1;
+    return cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, after);
+}
+
+json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                        long limit, const char *key, int *found, struct cv_db_err *err)
+{
+    const char *all[CV_SERVICE_PAGE_MAX_PARAMS + 1];
+    char limit_text[24];
+    *found = -1;
+    if (nparams < 0 || nparams > CV_SERVICE_PAGE_MAX_PARAMS) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->msg, sizeof(err->msg), "a page query takes at most %d parameters",
+                 CV_SERVICE_PAGE_MAX_PARAMS);
+        return NULL;
+    }
+    memcpy(all, params, (size_t)nparams * sizeof(*all));
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    all[nparams] = limit_text;
+    PGresult *res = cv_db_query(conn, sql, nparams + 1, all, err);
     if (!res)
         return NULL;
     json_t *items = json_array();
@@ -42,7 +64,14 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
     /* A full page may have a successor; a short one is the last. */
     json_t *next = n > 0 && n == limit ? json_string(PQgetvalue(res, n - 1, 0)) : json_null();
     PQclear(res);
-    return json_pack("{s:o, s:o}", key, items, "next", next);
+    json_t *page = json_pack("{s:o, s:o}", key, items, "next", next);
+    if (!page) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return NULL;
+    }
+    *found = 1;
+    return page;
 }
 
 void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,

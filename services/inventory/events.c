@@ -57,15 +57,8 @@ static int reservation_status(PGconn *conn, const char *order_id, char status[16
                               struct cv_db_err *err)
 {
     const char *params[] = {order_id};
-    PGresult *res = cv_db_query(
-        conn, "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE", 1, params, err);
-    if (!res)
-        return -1;
-    status[0] = '\0';
-    if (PQntuples(res) == 1)
-        snprintf(status, 16, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return 0;
+    return cv_db_query_text(conn, "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE",
+                            1, params, status, 16, err);
 }
 
 /* Records the first decision for order_id; 1 if this call made it, 0 if one existed (made by
@@ -74,16 +67,18 @@ static int record_decision(PGconn *conn, const char *order_id, const char *statu
                            const json_t *items, struct cv_db_err *err)
 {
     char *text = json_dumps(items, JSON_COMPACT);
-    const char *params[] = {order_id, status, text};
-    PGresult *res = cv_db_query(conn,
-                                "INSERT INTO reservations (order_id, status, items)"
-                                " VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-                                3, params, err);
-    free(text);
-    if (!res)
+    if (!text) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        err->transient = 1;
         return -1;
-    int inserted = atoi(PQcmdTuples(res));
-    PQclear(res);
+    }
+    const char *params[] = {order_id, status, text};
+    int inserted = cv_db_exec_count(conn,
+                                    "INSERT INTO reservations (order_id, status, items)"
+                                    " VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+                                    3, params, err);
+    free(text);
     return inserted;
 }
 
@@ -138,6 +133,18 @@ static int move_items(PGconn *conn, const json_t *items, const char *set_sql, st
             return -1;
     }
     return 0;
+}
+
+/* Moves the reservation as the route says and, when it moved, its items' stock between columns
+ * (set_sql, as move_stock takes it); the items into *items (caller decrefs). 1 if it moved, 0 if
+ * not, -1 with err. */
+static int move_reserved_stock(PGconn *conn, const struct cv_event_call *call, const char *set_sql,
+                               json_t **items, struct cv_db_err *err)
+{
+    int moved = move_reservation(conn, call, items, err);
+    if (moved > 0 && move_items(conn, *items, set_sql, err) < 0)
+        return -1;
+    return moved;
 }
 
 /* OrderPlaced: reserves all its items or none (RESERVED or REJECTED, decided once). */
@@ -206,11 +213,9 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     json_t *event = reserve ? json_pack("{s:s, s:O}", "order_id", order_id, "items", items)
                             : json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why,
                                         "shortages", shortages);
-    if (cv_service_emit(svc, conn, type, order_id, event, order_id, ev, NULL, &err) < 0)
-        result = cv_service_db_failure(&err, reason, reason_size);
-    else
+    result = cv_event_emit(svc, conn, ev, call, type, event, reason, reason_size);
+    if (result == CV_HANDLED)
         cv_log_info("order %s: %s", order_id, reserve ? "reserved" : why);
-    json_decref(event);
 out:
     json_decref(items);
     json_decref(shortages);
@@ -240,21 +245,19 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
         return CV_HANDLED;
     }
     json_t *items = NULL;
-    int moved = move_reservation(conn, call, &items, &err);
+    int moved = move_reserved_stock(
+        conn, call, "available = available + $2::bigint, reserved = reserved - $2::bigint", &items,
+        &err);
+    json_t *event = moved > 0 ? json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items,
+                                          "reason", why)
+                              : NULL;
+    json_decref(items);
     if (moved <= 0)
         return moved < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
-    enum cv_handler_result result = CV_HANDLED;
-    json_t *event =
-        json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items, "reason", why);
-    if (move_items(conn, items,
-                   "available = available + $2::bigint, reserved = reserved - $2::bigint",
-                   &err) < 0 ||
-        cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL, &err) < 0)
-        result = cv_service_db_failure(&err, reason, reason_size);
-    else
+    enum cv_handler_result result =
+        cv_event_emit(svc, conn, ev, call, "StockReleased", event, reason, reason_size);
+    if (result == CV_HANDLED)
         cv_log_info("order %s: stock released", order_id);
-    json_decref(event);
-    json_decref(items);
     return result;
 }
 
@@ -267,26 +270,23 @@ static enum cv_handler_result on_shipment_dispatched(struct cv_service *svc, PGc
     const char *order_id = call->order_id;
     struct cv_db_err err;
     json_t *items = NULL;
-    int moved = move_reservation(conn, call, &items, &err);
+    int moved = move_reserved_stock(
+        conn, call, "reserved = reserved - $2::bigint, shipped = shipped + $2::bigint", &items,
+        &err);
+    json_decref(items);
     if (moved < 0)
         return cv_service_db_failure(&err, reason, reason_size);
-    if (!moved) {
+    if (moved)
+        cv_log_info("order %s: stock shipped", order_id);
+    else {
         char status[16];
         if (reservation_status(conn, order_id, status, &err) < 0)
             return cv_service_db_failure(&err, reason, reason_size);
         if (strcmp(status, call->route->to) != 0)
             cv_log_warn("order %s dispatched while its reservation is %s", order_id,
                         status[0] ? status : "unknown");
-        return CV_HANDLED;
     }
-    enum cv_handler_result result = CV_HANDLED;
-    if (move_items(conn, items, "reserved = reserved - $2::bigint, shipped = shipped + $2::bigint",
-                   &err) < 0)
-        result = cv_service_db_failure(&err, reason, reason_size);
-    else
-        cv_log_info("order %s: stock shipped", order_id);
-    json_decref(items);
-    return result;
+    return CV_HANDLED;
 }
 
 int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,

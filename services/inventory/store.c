@@ -36,15 +36,11 @@ int inventory_store_lock_version(PGconn *conn, const char *sku, long long *versi
 json_t *inventory_store_page(PGconn *conn, const void *query, int *found, struct cv_db_err *err)
 {
     const struct inventory_page_query *q = query;
-    char limit_text[24];
-    snprintf(limit_text, sizeof(limit_text), "%ld", q->limit);
-    const char *params[] = {q->after, limit_text};
-    json_t *page = cv_service_page(conn,
-                                   "SELECT sku, " STOCK_JSON "::text FROM stock"
-                                   " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2::int",
-                                   2, params, q->limit, "items", err);
-    *found = page ? 1 : -1;
-    return page;
+    const char *params[] = {q->after};
+    return cv_service_page(conn,
+                           "SELECT sku, " STOCK_JSON "::text FROM stock"
+                           " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2::int",
+                           1, params, q->limit, "items", found, err);
 }
 
 int inventory_store_set_available(struct cv_service *svc, PGconn *conn, const char *sku,

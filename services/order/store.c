@@ -6,16 +6,17 @@
 #include "order.h"
 
 /* One order as JSON, built by PostgreSQL so that the representation lives in one place. */
+/* clang-format off */
 #define ORDER_JSON                                                                                 \
     "json_strip_nulls(json_build_object('id', id, 'customer_id', customer_id, 'items', items,"     \
     " 'total_cents', total_cents, 'status', status, 'reason', reason,"                             \
     " 'shipping_address', shipping_address,"                                                       \
     " 'cancellation', CASE WHEN cancellation_status IS NOT NULL THEN json_build_object("           \
-    "  'status', cancellation_status, 'reason', cancellation_reason, 'requested_at',"              \
-    "  to_char(cancellation_requested_at AT TIME ZONE 'UTC', "                                     \
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) END,"                                                   \
-    " 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"  \
-    " 'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))"
+    "  'status', cancellation_status, 'reason', cancellation_reason,"                              \
+    "  'requested_at', " CV_DB_JSON_TIME("cancellation_requested_at") ") END,"                     \
+    " 'created_at', " CV_DB_JSON_TIME("created_at") ","                                            \
+    " 'updated_at', " CV_DB_JSON_TIME("updated_at") "))"
+/* clang-format on */
 
 static const char *const statuses[] = {"PENDING",    "CONFIRMED",  "SHIPMENT_SCHEDULED",
                                        "CANCELLING", "DISPATCHED", "DELIVERED",
@@ -39,19 +40,15 @@ json_t *order_store_get(PGconn *conn, const char *id, int *found, struct cv_db_e
 json_t *order_store_page(PGconn *conn, const void *query, int *found, struct cv_db_err *err)
 {
     const struct order_page_query *q = query;
-    char after_text[24], limit_text[24];
+    char after_text[24];
     snprintf(after_text, sizeof(after_text), "%ld", q->after);
-    snprintf(limit_text, sizeof(limit_text), "%ld", q->limit);
-    const char *params[] = {q->status, q->customer_id, after_text, limit_text};
-    json_t *page =
-        cv_service_page(conn,
-                        "SELECT seq, " ORDER_JSON "::text FROM orders"
-                        " WHERE ($1::text IS NULL OR status = $1)"
-                        " AND ($2::text IS NULL OR customer_id = $2) AND seq > $3::bigint"
-                        " ORDER BY seq LIMIT $4::int",
-                        4, params, q->limit, "orders", err);
-    *found = page ? 1 : -1;
-    return page;
+    const char *params[] = {q->status, q->customer_id, after_text};
+    return cv_service_page(conn,
+                           "SELECT seq, " ORDER_JSON "::text FROM orders"
+                           " WHERE ($1::text IS NULL OR status = $1)"
+                           " AND ($2::text IS NULL OR customer_id = $2) AND seq > $3::bigint"
+                           " ORDER BY seq LIMIT $4::int",
+                           3, params, q->limit, "orders", found, err);
 }
 
 /* Runs an UPDATE of one order: rows changed (0 or 1), or -1 with err. When it returns (status,

@@ -18,18 +18,6 @@
 
 static const char *const carriers[] = {"DHL", "UPS", "FedEx", "PostNL"};
 
-/* Runs a conditional write; returns the rows it changed, or -1 with err. */
-static int exec_count(PGconn *conn, const char *sql, int n, const char *const *params,
-                      struct cv_db_err *err)
-{
-    PGresult *res = cv_db_query(conn, sql, n, params, err);
-    if (!res)
-        return -1;
-    int changed = atoi(PQcmdTuples(res));
-    PQclear(res);
-    return changed;
-}
-
 /* Records the order's items and address, once; the status is not OrderPlaced's to change. */
 static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
                                               const struct cv_event *ev,
@@ -41,11 +29,11 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     char *address = json_is_object(addr) ? json_dumps(addr, JSON_COMPACT) : NULL;
     const char *params[] = {call->order_id, items, address};
     struct cv_db_err err;
-    int rc = exec_count(conn,
-                        "UPDATE shipments SET items = $2, shipping_address = $3,"
-                        " order_seen = true, updated_at = now()"
-                        " WHERE order_id = $1 AND NOT order_seen",
-                        3, params, &err);
+    int rc = cv_db_exec_count(conn,
+                              "UPDATE shipments SET items = $2, shipping_address = $3,"
+                              " order_seen = true, updated_at = now()"
+                              " WHERE order_id = $1 AND NOT order_seen",
+                              3, params, &err);
     free(items);
     free(address);
     if (rc < 0)
@@ -76,24 +64,23 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
     snprintf(eta, sizeof(eta), "%lld", (long long)eta_ms);
     const char *params[] = {order_id, carrier, tracking, eta, call->route->to, call->route->from};
     struct cv_db_err err;
-    int changed = exec_count(conn,
-                             "UPDATE shipments SET status = $5, carrier = $2,"
-                             " tracking_number = $3, eta = to_timestamp($4::bigint / 1000.0),"
-                             " updated_at = now() WHERE order_id = $1 AND status = ANY($6::text[])",
-                             6, params, &err);
+    int changed =
+        cv_db_exec_count(conn,
+                         "UPDATE shipments SET status = $5, carrier = $2,"
+                         " tracking_number = $3, eta = to_timestamp($4::bigint / 1000.0),"
+                         " updated_at = now() WHERE order_id = $1 AND status = ANY($6::text[])",
+                         6, params, &err);
     if (changed < 0)
         return cv_service_db_failure(&err, reason, reason_size);
     if (!changed)
         return CV_HANDLED; /* cancelled before (request or rejection): never scheduled */
     json_t *event = json_pack("{s:s, s:s, s:s, s:I}", "order_id", order_id, "carrier", carrier,
                               "tracking_number", tracking, "eta", eta_ms);
-    int rc =
-        cv_service_emit(svc, conn, "ShipmentScheduled", order_id, event, order_id, ev, NULL, &err);
-    json_decref(event);
-    if (rc < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
-    cv_log_info("shipment of order %s scheduled", order_id);
-    return CV_HANDLED;
+    enum cv_handler_result r =
+        cv_event_emit(svc, conn, ev, call, "ShipmentScheduled", event, reason, reason_size);
+    if (r == CV_HANDLED)
+        cv_log_info("shipment of order %s scheduled", order_id);
+    return r;
 }
 
 /* Cancels the shipment if its status is one the route may leave, keeping carrier and tracking
@@ -106,23 +93,21 @@ static enum cv_handler_result cancel(struct cv_service *svc, PGconn *conn,
     const char *order_id = call->order_id;
     const char *params[] = {order_id, call->route->from, why, call->route->to};
     struct cv_db_err err;
-    *changed = exec_count(conn,
-                          "UPDATE shipments SET status = $4, reason = $3,"
-                          " updated_at = now()"
-                          " WHERE order_id = $1 AND status = ANY($2::text[])",
-                          4, params, &err);
+    *changed = cv_db_exec_count(conn,
+                                "UPDATE shipments SET status = $4, reason = $3,"
+                                " updated_at = now()"
+                                " WHERE order_id = $1 AND status = ANY($2::text[])",
+                                4, params, &err);
     if (*changed < 0)
         return cv_service_db_failure(&err, reason, reason_size);
     if (!*changed)
         return CV_HANDLED;
     json_t *event = json_pack("{s:s, s:s}", "order_id", order_id, "reason", why);
-    int rc =
-        cv_service_emit(svc, conn, "ShipmentCancelled", order_id, event, order_id, ev, NULL, &err);
-    json_decref(event);
-    if (rc < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
-    cv_log_info("shipment of order %s cancelled: %s", order_id, why);
-    return CV_HANDLED;
+    enum cv_handler_result r =
+        cv_event_emit(svc, conn, ev, call, "ShipmentCancelled", event, reason, reason_size);
+    if (r == CV_HANDLED)
+        cv_log_info("shipment of order %s cancelled: %s", order_id, why);
+    return r;
 }
 
 /* A cancellation request (OrderCancellationRequested, or release 1's OrderCancelled), decided
@@ -146,24 +131,22 @@ static enum cv_handler_result on_cancel_request(struct cv_service *svc, PGconn *
     const char *refusal = delivered ? "already delivered" : "already dispatched";
     const char *params[] = {order_id, refusal};
     struct cv_db_err err;
-    changed = exec_count(conn,
-                         "UPDATE shipments SET cancellation_refused = $2, updated_at = now()"
-                         " WHERE order_id = $1 AND status IN ('DISPATCHED', 'DELIVERED')"
-                         " AND cancellation_refused IS NULL",
-                         2, params, &err);
+    changed = cv_db_exec_count(conn,
+                               "UPDATE shipments SET cancellation_refused = $2, updated_at = now()"
+                               " WHERE order_id = $1 AND status IN ('DISPATCHED', 'DELIVERED')"
+                               " AND cancellation_refused IS NULL",
+                               2, params, &err);
     if (changed < 0)
         return cv_service_db_failure(&err, reason, reason_size);
     if (!changed)
         return CV_HANDLED;
     json_t *event =
         json_pack("{s:s, s:s, s:s}", "order_id", order_id, "status", status, "reason", refusal);
-    int rc = cv_service_emit(svc, conn, "ShipmentCancellationRefused", order_id, event, order_id,
-                             ev, NULL, &err);
-    json_decref(event);
-    if (rc < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
-    cv_log_info("cancellation of order %s refused: %s", order_id, refusal);
-    return CV_HANDLED;
+    r = cv_event_emit(svc, conn, ev, call, "ShipmentCancellationRefused", event, reason,
+                      reason_size);
+    if (r == CV_HANDLED)
+        cv_log_info("cancellation of order %s refused: %s", order_id, refusal);
+    return r;
 }
 
 /* Stock rejected: a shipment not scheduled yet is cancelled (it never will be). */

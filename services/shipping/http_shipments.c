@@ -20,10 +20,8 @@ void shipping_http_list(struct cv_http_request *req, struct cv_http_response *re
         cv_http_reply_problem(resp, 400, "Bad Request", "unknown shipment status", "status");
         return;
     }
-    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, &q.limit) < 0 ||
-        cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, &q.after) < 0)
-        return;
-    cv_service_reply_read(app, resp, shipping_store_page, &q, NULL, NULL);
+    if (cv_service_query_page(req, resp, &q.after, &q.limit) == 0)
+        cv_service_reply_read(app, resp, shipping_store_page, &q, NULL, NULL);
 }
 
 static json_t *read_shipment(PGconn *conn, const void *order_id, int *found, struct cv_db_err *err)

@@ -31,7 +31,8 @@ struct shipping_page_query {
 /* A page of shipments, oldest first, as query (a struct shipping_page_query) says:
  * {"shipments": [...], "next"}; a cv_service_reader. */
 json_t *shipping_store_page(PGconn *conn, const void *query, int *found, struct cv_db_err *err);
-/* The shipment's current status into status (16 bytes), "" if there is none; locks the row. */
+/* The shipment's current status into status (16 bytes), "" if there is none; locks the row.
+ * 1 (it exists), 0 (it does not) or -1 with err. */
 int shipping_store_status(PGconn *conn, const char *order_id, char status[16],
                           struct cv_db_err *err);
 

@@ -50,7 +50,7 @@ struct cv_event_route {
 };
 
 /* Locks the row all handlers of one order meet on, until the batch's transaction ends, and
- * reads its status into status ("" if none). 0, or -1 with err. */
+ * reads its status into status ("" if none). -1 with err, anything else goes on. */
 typedef int (*cv_event_lock)(PGconn *conn, const char *order_id, char status[16],
                              struct cv_db_err *err);
 
@@ -62,5 +62,13 @@ enum cv_handler_result cv_event_dispatch(const struct cv_event_route *routes, cv
                                          struct cv_service *svc, PGconn *conn,
                                          const struct cv_event *ev, char *reason,
                                          size_t reason_size);
+
+/* Emits an event of type with data (taken: decref'd here) for the order of call, keyed and
+ * correlated by its order_id and caused by ev, as cv_service_emit does. CV_HANDLED, or the
+ * failure as cv_service_db_failure maps it (data NULL, out of memory, is a CV_RETRY). */
+enum cv_handler_result cv_event_emit(struct cv_service *svc, PGconn *conn,
+                                     const struct cv_event *ev, const struct cv_event_call *call,
+                                     const char *type, json_t *data, char *reason,
+                                     size_t reason_size);
 
 #endif

@@ -124,11 +124,20 @@ enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *
 int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
                          const char *name, long def, long min, long max, long *out);
 
-/* Runs a page query: each row is (cursor text, JSON text of one item), at most limit rows.
- * Returns {key: [items], "next": the last row's cursor when the page is full, else null}, or
- * NULL with err set. */
+/* Reads the query parameters of a page by sequence cursor: limit (1 to 500, 50 when absent)
+ * and after (the previous page's next; 0, from the start, when absent). 0, or -1 after
+ * replying a 400 problem naming the parameter. */
+int cv_service_query_page(struct cv_http_request *req, struct cv_http_response *resp, long *after,
+                          long *limit);
+
+#define CV_SERVICE_PAGE_MAX_PARAMS 8
+
+/* Runs a page query: each row is (cursor text, JSON text of one item), at most limit rows;
+ * the statement takes limit as its last parameter ($nparams + 1, added here). Returns {key:
+ * [items], "next": the last row's cursor when the page is full, else null} with *found 1, or
+ * NULL with *found -1 and err set: a cv_service_reader's result. */
 json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                        long limit, const char *key, struct cv_db_err *err);
+                        long limit, const char *key, int *found, struct cv_db_err *err);
 
 /* Replies to a lookup: 200 with body when found > 0, a 404 problem ("no such <what>", naming
  * field) when found == 0, the database error err when found < 0. Takes ownership of body. */
