@@ -14,7 +14,8 @@ enum cv_handler_result cv_event_dispatch(const struct cv_event_route *routes, cv
         route++;
     if (!route->type)
         return CV_HANDLED; /* not one this service acts on */
-    struct cv_event_call call = {.route = route};
+    struct cv_event_call call = {
+        .svc = svc, .ev = ev, .route = route, .reason = reason, .reason_size = reason_size};
     call.order_id = cv_event_order_id(ev, reason, reason_size);
     if (!call.order_id)
         return CV_REJECT;
@@ -24,18 +25,23 @@ enum cv_handler_result cv_event_dispatch(const struct cv_event_route *routes, cv
     struct cv_db_err err;
     if (lock && lock(conn, call.order_id, call.status, &err) < 0)
         return cv_service_db_failure(&err, reason, reason_size);
-    return route->handle(svc, conn, ev, &call, reason, reason_size);
+    return route->handle(conn, &call);
 }
 
-enum cv_handler_result cv_event_emit(struct cv_service *svc, PGconn *conn,
-                                     const struct cv_event *ev, const struct cv_event_call *call,
-                                     const char *type, json_t *data, char *reason,
-                                     size_t reason_size)
+enum cv_handler_result cv_event_emit(PGconn *conn, const struct cv_event_call *call,
+                                     const char *type, json_t *data)
 {
     if (!data)
         return CV_RETRY; /* out of memory building it */
     struct cv_db_err err;
-    int rc = cv_service_emit(svc, conn, type, call->order_id, data, call->order_id, ev, NULL, &err);
+    int rc = cv_service_emit(call->svc, conn, type, call->order_id, data, call->order_id, call->ev,
+                             NULL, &err);
     json_decref(data);
-    return rc < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
+    return rc < 0 ? cv_event_db_failure(call, &err) : CV_HANDLED;
+}
+
+enum cv_handler_result cv_event_db_failure(const struct cv_event_call *call,
+                                           const struct cv_db_err *err)
+{
+    return cv_service_db_failure(err, call->reason, call->reason_size);
 }

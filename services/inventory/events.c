@@ -148,20 +148,17 @@ static int move_reserved_stock(PGconn *conn, const struct cv_event_call *call, c
 }
 
 /* OrderPlaced: reserves all its items or none (RESERVED or REJECTED, decided once). */
-static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
-                                              const struct cv_event *ev,
-                                              const struct cv_event_call *call, char *reason,
-                                              size_t reason_size)
+static enum cv_handler_result on_order_placed(PGconn *conn, const struct cv_event_call *call)
 {
     const char *order_id = call->order_id;
     struct cv_db_err err;
     char status[16];
     if (reservation_status(conn, order_id, status, &err) < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (status[0]) /* decided already (or its shipment cancelled before it was placed) */
         return CV_HANDLED;
 
-    json_t *items = items_by_sku(json_object_get(ev->data, "items"));
+    json_t *items = items_by_sku(json_object_get(call->ev->data, "items"));
     json_t *shortages = json_array();
     char why[1024] = "insufficient stock:";
     size_t why_len = strlen(why);
@@ -176,7 +173,7 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
         PGresult *res = cv_db_query(conn, "SELECT available FROM stock WHERE sku = $1 FOR UPDATE",
                                     1, params, &err);
         if (!res) {
-            result = cv_service_db_failure(&err, reason, reason_size);
+            result = cv_event_db_failure(call, &err);
             goto out;
         }
         json_int_t have = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
@@ -198,7 +195,7 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
      * since the read above, this one changes nothing. */
     int inserted = record_decision(conn, order_id, reserve ? "RESERVED" : "REJECTED", items, &err);
     if (inserted < 0) {
-        result = cv_service_db_failure(&err, reason, reason_size);
+        result = cv_event_db_failure(call, &err);
         goto out;
     }
     if (!inserted)
@@ -207,13 +204,13 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
         move_items(conn, items,
                    "available = available - $2::bigint, reserved = reserved + $2::bigint",
                    &err) < 0) {
-        result = cv_service_db_failure(&err, reason, reason_size);
+        result = cv_event_db_failure(call, &err);
         goto out;
     }
     json_t *event = reserve ? json_pack("{s:s, s:O}", "order_id", order_id, "items", items)
                             : json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why,
                                         "shortages", shortages);
-    result = cv_event_emit(svc, conn, ev, call, type, event, reason, reason_size);
+    result = cv_event_emit(conn, call, type, event);
     if (result == CV_HANDLED)
         cv_log_info("order %s: %s", order_id, reserve ? "reserved" : why);
 out:
@@ -225,13 +222,10 @@ out:
 /* ShipmentCancelled: the goods will not leave, so a RESERVED reservation goes back to
  * available (StockReleased). A shipment cancelled before inventory saw the order is recorded
  * RELEASED, so that the order is never reserved. */
-static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGconn *conn,
-                                                    const struct cv_event *ev,
-                                                    const struct cv_event_call *call, char *reason,
-                                                    size_t reason_size)
+static enum cv_handler_result on_shipment_cancelled(PGconn *conn, const struct cv_event_call *call)
 {
     const char *order_id = call->order_id;
-    const char *why = cv_event_string(ev, "reason", reason, reason_size);
+    const char *why = cv_event_string(call->ev, "reason", call->reason, call->reason_size);
     if (!why)
         return CV_REJECT;
     struct cv_db_err err;
@@ -239,7 +233,7 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
     int inserted = record_decision(conn, order_id, call->route->to, none, &err);
     json_decref(none);
     if (inserted < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (inserted) {
         cv_log_info("order %s: shipment cancelled before the order was seen", order_id);
         return CV_HANDLED;
@@ -253,19 +247,15 @@ static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGco
                               : NULL;
     json_decref(items);
     if (moved <= 0)
-        return moved < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
-    enum cv_handler_result result =
-        cv_event_emit(svc, conn, ev, call, "StockReleased", event, reason, reason_size);
+        return moved < 0 ? cv_event_db_failure(call, &err) : CV_HANDLED;
+    enum cv_handler_result result = cv_event_emit(conn, call, "StockReleased", event);
     if (result == CV_HANDLED)
         cv_log_info("order %s: stock released", order_id);
     return result;
 }
 
 /* ShipmentDispatched: the reserved units left (reserved -> shipped), once. */
-static enum cv_handler_result on_shipment_dispatched(struct cv_service *svc, PGconn *conn,
-                                                     const struct cv_event *ev,
-                                                     const struct cv_event_call *call, char *reason,
-                                                     size_t reason_size)
+static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const struct cv_event_call *call)
 {
     const char *order_id = call->order_id;
     struct cv_db_err err;
@@ -275,13 +265,13 @@ static enum cv_handler_result on_shipment_dispatched(struct cv_service *svc, PGc
         &err);
     json_decref(items);
     if (moved < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (moved)
         cv_log_info("order %s: stock shipped", order_id);
     else {
         char status[16];
         if (reservation_status(conn, order_id, status, &err) < 0)
-            return cv_service_db_failure(&err, reason, reason_size);
+            return cv_event_db_failure(call, &err);
         if (strcmp(status, call->route->to) != 0)
             cv_log_warn("order %s dispatched while its reservation is %s", order_id,
                         status[0] ? status : "unknown");

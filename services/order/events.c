@@ -9,54 +9,56 @@
  * ShipmentDelivered, with ShipmentCancellationRefused recorded beside). StockRejected does not
  * leave CANCELLING: shipping always answers a CANCELLING order, since the shipment of a
  * rejected order is cancelled too, so every arrival order of the same events ends alike. */
-#include <string.h>
 
 #include "cv/event.h"
 #include "cv/log.h"
 #include "order.h"
 
 /* Logs what a handler did to the order: changed rows, or -1 with err (the handler's result). */
-static enum cv_handler_result applied(const struct cv_event *ev, const struct cv_event_call *call,
-                                      int changed, const struct cv_db_err *err, char *reason,
-                                      size_t reason_size)
+static enum cv_handler_result applied(const struct cv_event_call *call, int changed,
+                                      const struct cv_db_err *err)
 {
     if (changed < 0)
-        return cv_service_db_failure(err, reason, reason_size);
+        return cv_event_db_failure(call, err);
     if (changed)
-        cv_log_info("order %s: %s applied", call->order_id, ev->type);
+        cv_log_info("order %s: %s applied", call->order_id, call->ev->type);
     else
-        cv_log_debug("order %s: %s changes nothing", call->order_id, ev->type);
+        cv_log_debug("order %s: %s changes nothing", call->order_id, call->ev->type);
     return CV_HANDLED;
 }
 
 /* A status transition of the table: to the row's status from one of its statuses, with the
  * event's reason when it has one (StockRejected). */
-static enum cv_handler_result on_transition(struct cv_service *svc, PGconn *conn,
-                                            const struct cv_event *ev,
-                                            const struct cv_event_call *call, char *reason,
-                                            size_t reason_size)
+static enum cv_handler_result on_transition(PGconn *conn, const struct cv_event_call *call)
 {
-    const char *why = json_string_value(json_object_get(ev->data, "reason"));
+    const char *why = json_string_value(json_object_get(call->ev->data, "reason"));
     struct cv_db_err err;
     int changed =
         order_store_advance(conn, call->order_id, call->route->to, call->route->from, why, &err);
-    return applied(ev, call, changed, &err, reason, reason_size);
+    return applied(call, changed, &err);
 }
 
-/* Shipping's answer to a cancellation: ShipmentCancelled or ShipmentCancellationRefused, each
- * with a reason. */
-static enum cv_handler_result on_answer(struct cv_service *svc, PGconn *conn,
-                                        const struct cv_event *ev, const struct cv_event_call *call,
-                                        char *reason, size_t reason_size)
+/* Shipping's answer to a cancellation, which carries a reason, written by write. */
+static enum cv_handler_result on_answer(PGconn *conn, const struct cv_event_call *call,
+                                        int (*write)(PGconn *, const char *, const char *,
+                                                     struct cv_db_err *))
 {
-    const char *why = cv_event_string(ev, "reason", reason, reason_size);
+    const char *why = cv_event_string(call->ev, "reason", call->reason, call->reason_size);
     if (!why)
         return CV_REJECT;
     struct cv_db_err err;
-    int changed = strcmp(call->route->type, "ShipmentCancelled") == 0
-                      ? order_store_shipment_cancelled(conn, call->order_id, why, &err)
-                      : order_store_cancellation_refused(conn, call->order_id, why, &err);
-    return applied(ev, call, changed, &err, reason, reason_size);
+    return applied(call, write(conn, call->order_id, why, &err), &err);
+}
+
+static enum cv_handler_result on_shipment_cancelled(PGconn *conn, const struct cv_event_call *call)
+{
+    return on_answer(conn, call, order_store_shipment_cancelled);
+}
+
+static enum cv_handler_result on_cancellation_refused(PGconn *conn,
+                                                      const struct cv_event_call *call)
+{
+    return on_answer(conn, call, order_store_cancellation_refused);
 }
 
 /* StockReleased and StockAdjusted move no order: they have no row. */
@@ -68,9 +70,9 @@ static const struct cv_event_route routes[] = {
      "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED,CANCELLING}", "items"},
     {"ShipmentDelivered", on_transition, "DELIVERED",
      "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED,CANCELLING,DISPATCHED}", NULL},
-    {"ShipmentCancelled", on_answer, "CANCELLED", "{CANCELLING}", NULL},
+    {"ShipmentCancelled", on_shipment_cancelled, "CANCELLED", "{CANCELLING}", NULL},
     /* The cancellation (not the order) leaves 'requested' for 'refused'. */
-    {"ShipmentCancellationRefused", on_answer, NULL, NULL, NULL},
+    {"ShipmentCancellationRefused", on_cancellation_refused, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

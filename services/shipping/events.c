@@ -19,13 +19,10 @@
 static const char *const carriers[] = {"DHL", "UPS", "FedEx", "PostNL"};
 
 /* Records the order's items and address, once; the status is not OrderPlaced's to change. */
-static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
-                                              const struct cv_event *ev,
-                                              const struct cv_event_call *call, char *reason,
-                                              size_t reason_size)
+static enum cv_handler_result on_order_placed(PGconn *conn, const struct cv_event_call *call)
 {
-    char *items = json_dumps(json_object_get(ev->data, "items"), JSON_COMPACT);
-    json_t *addr = json_object_get(ev->data, "shipping_address");
+    char *items = json_dumps(json_object_get(call->ev->data, "items"), JSON_COMPACT);
+    json_t *addr = json_object_get(call->ev->data, "shipping_address");
     char *address = json_is_object(addr) ? json_dumps(addr, JSON_COMPACT) : NULL;
     const char *params[] = {call->order_id, items, address};
     struct cv_db_err err;
@@ -37,16 +34,13 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
     free(items);
     free(address);
     if (rc < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     return CV_HANDLED;
 }
 
 /* Schedules a PENDING shipment: carrier, tracking number and ETA derive from the order id and
  * the reservation's time, the same whichever replica, whichever order the events came in. */
-static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *conn,
-                                                const struct cv_event *ev,
-                                                const struct cv_event_call *call, char *reason,
-                                                size_t reason_size)
+static enum cv_handler_result on_stock_reserved(PGconn *conn, const struct cv_event_call *call)
 {
     const char *order_id = call->order_id;
     char carrier[16], tracking[32], eta[24];
@@ -58,8 +52,8 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
         if (*p != '-')
             tracking[t++] = (char)toupper((unsigned char)*p);
     tracking[t] = '\0';
-    json_int_t at =
-        json_integer_value(json_object_get(json_object_get(ev->data, "metadata"), "occurred_at"));
+    json_int_t at = json_integer_value(
+        json_object_get(json_object_get(call->ev->data, "metadata"), "occurred_at"));
     json_int_t eta_ms = at + DELIVERY_DAYS * 24LL * 3600 * 1000;
     snprintf(eta, sizeof(eta), "%lld", (long long)eta_ms);
     const char *params[] = {order_id, carrier, tracking, eta, call->route->to, call->route->from};
@@ -71,13 +65,12 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
                          " updated_at = now() WHERE order_id = $1 AND status = ANY($6::text[])",
                          6, params, &err);
     if (changed < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (!changed)
         return CV_HANDLED; /* cancelled before (request or rejection): never scheduled */
     json_t *event = json_pack("{s:s, s:s, s:s, s:I}", "order_id", order_id, "carrier", carrier,
                               "tracking_number", tracking, "eta", eta_ms);
-    enum cv_handler_result r =
-        cv_event_emit(svc, conn, ev, call, "ShipmentScheduled", event, reason, reason_size);
+    enum cv_handler_result r = cv_event_emit(conn, call, "ShipmentScheduled", event);
     if (r == CV_HANDLED)
         cv_log_info("shipment of order %s scheduled", order_id);
     return r;
@@ -85,10 +78,8 @@ static enum cv_handler_result on_stock_reserved(struct cv_service *svc, PGconn *
 
 /* Cancels the shipment if its status is one the route may leave, keeping carrier and tracking
  * number, and emits ShipmentCancelled. *changed says whether it did. */
-static enum cv_handler_result cancel(struct cv_service *svc, PGconn *conn,
-                                     const struct cv_event *ev, const struct cv_event_call *call,
-                                     const char *why, int *changed, char *reason,
-                                     size_t reason_size)
+static enum cv_handler_result cancel(PGconn *conn, const struct cv_event_call *call,
+                                     const char *why, int *changed)
 {
     const char *order_id = call->order_id;
     const char *params[] = {order_id, call->route->from, why, call->route->to};
@@ -99,12 +90,11 @@ static enum cv_handler_result cancel(struct cv_service *svc, PGconn *conn,
                                 " WHERE order_id = $1 AND status = ANY($2::text[])",
                                 4, params, &err);
     if (*changed < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (!*changed)
         return CV_HANDLED;
     json_t *event = json_pack("{s:s, s:s}", "order_id", order_id, "reason", why);
-    enum cv_handler_result r =
-        cv_event_emit(svc, conn, ev, call, "ShipmentCancelled", event, reason, reason_size);
+    enum cv_handler_result r = cv_event_emit(conn, call, "ShipmentCancelled", event);
     if (r == CV_HANDLED)
         cv_log_info("shipment of order %s cancelled: %s", order_id, why);
     return r;
@@ -112,17 +102,14 @@ static enum cv_handler_result cancel(struct cv_service *svc, PGconn *conn,
 
 /* A cancellation request (OrderCancellationRequested, or release 1's OrderCancelled), decided
  * under the row lock the caller holds: cancelled unless the goods left, else refused once. */
-static enum cv_handler_result on_cancel_request(struct cv_service *svc, PGconn *conn,
-                                                const struct cv_event *ev,
-                                                const struct cv_event_call *call, char *reason,
-                                                size_t reason_size)
+static enum cv_handler_result on_cancel_request(PGconn *conn, const struct cv_event_call *call)
 {
     const char *order_id = call->order_id, *status = call->status;
-    const char *why = cv_event_string(ev, "reason", reason, reason_size);
+    const char *why = cv_event_string(call->ev, "reason", call->reason, call->reason_size);
     if (!why)
         return CV_REJECT;
     int changed;
-    enum cv_handler_result r = cancel(svc, conn, ev, call, why, &changed, reason, reason_size);
+    enum cv_handler_result r = cancel(conn, call, why, &changed);
     if (r != CV_HANDLED || changed)
         return r;
     int delivered = strcmp(status, "DELIVERED") == 0;
@@ -137,26 +124,22 @@ static enum cv_handler_result on_cancel_request(struct cv_service *svc, PGconn *
                                " AND cancellation_refused IS NULL",
                                2, params, &err);
     if (changed < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (!changed)
         return CV_HANDLED;
     json_t *event =
         json_pack("{s:s, s:s, s:s}", "order_id", order_id, "status", status, "reason", refusal);
-    r = cv_event_emit(svc, conn, ev, call, "ShipmentCancellationRefused", event, reason,
-                      reason_size);
+    r = cv_event_emit(conn, call, "ShipmentCancellationRefused", event);
     if (r == CV_HANDLED)
         cv_log_info("cancellation of order %s refused: %s", order_id, refusal);
     return r;
 }
 
 /* Stock rejected: a shipment not scheduled yet is cancelled (it never will be). */
-static enum cv_handler_result on_stock_rejected(struct cv_service *svc, PGconn *conn,
-                                                const struct cv_event *ev,
-                                                const struct cv_event_call *call, char *reason,
-                                                size_t reason_size)
+static enum cv_handler_result on_stock_rejected(PGconn *conn, const struct cv_event_call *call)
 {
     int changed;
-    return cancel(svc, conn, ev, call, "stock rejected", &changed, reason, reason_size);
+    return cancel(conn, call, "stock rejected", &changed);
 }
 
 /* Every handler runs with the shipment row locked (created PENDING if new): see the top. */

@@ -29,17 +29,20 @@ const char *cv_event_string(const struct cv_event *ev, const char *name, char *r
  * handler, and the statuses it may move the order's row between. */
 struct cv_event_route;
 
-/* What cv_event_dispatch hands a handler besides the event. */
+/* One event as cv_event_dispatch hands it to a handler. */
 struct cv_event_call {
+    struct cv_service *svc;
+    const struct cv_event *ev;
     const struct cv_event_route *route; /* the row of the event's type */
     const char *order_id;               /* the event's order_id, a UUID */
     char status[16]; /* the row's status as the lock read it; "" if none, or without a lock */
+    char *reason;    /* why, when the handler returns CV_REJECT (reason_size bytes) */
+    size_t reason_size;
 };
 
-typedef enum cv_handler_result (*cv_event_route_handler)(struct cv_service *svc, PGconn *conn,
-                                                         const struct cv_event *ev,
-                                                         const struct cv_event_call *call,
-                                                         char *reason, size_t reason_size);
+/* Handles one event inside the batch's transaction on conn (see cv_event_handler). */
+typedef enum cv_handler_result (*cv_event_route_handler)(PGconn *conn,
+                                                         const struct cv_event_call *call);
 
 struct cv_event_route {
     const char *type; /* "StockReserved"; NULL ends a table */
@@ -64,11 +67,13 @@ enum cv_handler_result cv_event_dispatch(const struct cv_event_route *routes, cv
                                          size_t reason_size);
 
 /* Emits an event of type with data (taken: decref'd here) for the order of call, keyed and
- * correlated by its order_id and caused by ev, as cv_service_emit does. CV_HANDLED, or the
- * failure as cv_service_db_failure maps it (data NULL, out of memory, is a CV_RETRY). */
-enum cv_handler_result cv_event_emit(struct cv_service *svc, PGconn *conn,
-                                     const struct cv_event *ev, const struct cv_event_call *call,
-                                     const char *type, json_t *data, char *reason,
-                                     size_t reason_size);
+ * correlated by its order_id and caused by its event, as cv_service_emit does. CV_HANDLED, or
+ * the failure as cv_service_db_failure maps it (data NULL, out of memory, is a CV_RETRY). */
+enum cv_handler_result cv_event_emit(PGconn *conn, const struct cv_event_call *call,
+                                     const char *type, json_t *data);
+
+/* cv_service_db_failure for a handler of call. */
+enum cv_handler_result cv_event_db_failure(const struct cv_event_call *call,
+                                           const struct cv_db_err *err);
 
 #endif
