@@ -118,6 +118,62 @@ void inventory_http_get(struct cv_http_request *req, struct cv_http_response *re
     reply_stock(resp, item, version);
 }
 
+/* A write's request: If-Match and the JSON body, which fields reads into the handler's own
+ * struct. */
+struct stock_write {
+    const char *if_match;
+    json_t *body;
+};
+
+/* Starts a write to a SKU: the If-Match header, the JSON body read by fields into out (400
+ * titled title when it fails), then a pooled connection. The connection, or NULL after
+ * replying (nothing to end then); end it with write_end. */
+static PGconn *write_begin(struct cv_service *svc, struct cv_http_request *req,
+                           struct cv_http_response *resp, const char *title,
+                           int (*fields)(const json_t *body, void *out, struct cv_json_err *jerr),
+                           void *out, struct stock_write *w)
+{
+    w->body = NULL;
+    if (if_match_header(req, resp, &w->if_match) < 0 || !(w->body = cv_http_json_body(req, resp)))
+        return NULL;
+    struct cv_json_err jerr;
+    PGconn *conn = NULL;
+    if (fields(w->body, out, &jerr) < 0)
+        cv_http_reply_problem(resp, 400, title, jerr.detail, jerr.field);
+    else
+        conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        json_decref(w->body);
+    return conn;
+}
+
+/* Ends a write write_begin started: rolls back what was not committed, gives the connection
+ * back. */
+static void write_end(struct cv_service *svc, PGconn *conn, struct stock_write *w)
+{
+    cv_db_rollback(conn);
+    cv_service_db_release(svc, conn);
+    json_decref(w->body);
+}
+
+/* A PUT's body: {"name"?: 1..200 chars, "available": 0..MAX_STOCK}. */
+struct stock_put {
+    const char *name;
+    long available;
+};
+
+static int stock_put_fields(const json_t *body, void *out, struct cv_json_err *jerr)
+{
+    static const char *const fields[] = {"name", "available", NULL};
+    struct stock_put *put = out;
+    put->name = NULL;
+    return cv_json_only_fields(body, "", fields, jerr) < 0 ||
+                   cv_json_get_string(body, "name", 1, 200, 0, &put->name, jerr) < 0 ||
+                   cv_json_get_int(body, "available", 0, MAX_STOCK, 1, &put->available, jerr) < 0
+               ? -1
+               : 0;
+}
+
 void inventory_http_put(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
@@ -127,28 +183,11 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
                               "sku");
         return;
     }
-    const char *if_match;
-    if (if_match_header(req, resp, &if_match) < 0)
+    struct stock_write w;
+    struct stock_put put;
+    PGconn *conn = write_begin(svc, req, resp, "Invalid stock", stock_put_fields, &put, &w);
+    if (!conn)
         return;
-    json_t *body = cv_http_json_body(req, resp);
-    if (!body)
-        return;
-    static const char *const fields[] = {"name", "available", NULL};
-    struct cv_json_err jerr;
-    const char *name = NULL;
-    long available;
-    if (cv_json_only_fields(body, "", fields, &jerr) < 0 ||
-        cv_json_get_string(body, "name", 1, 200, 0, &name, &jerr) < 0 ||
-        cv_json_get_int(body, "available", 0, MAX_STOCK, 1, &available, &jerr) < 0) {
-        cv_http_reply_problem(resp, 400, "Invalid stock", jerr.detail, jerr.field);
-        json_decref(body);
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn) {
-        json_decref(body);
-        return;
-    }
     struct cv_db_err err;
     int found;
     long long version = 0;
@@ -159,9 +198,9 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
     }
     /* The check and the write under one row lock: of concurrent PUTs with the same ETag, one
      * wins and the others find the version it left. */
-    if (if_match && check_if_match(resp, conn, sku, if_match, 0) < 0)
+    if (w.if_match && check_if_match(resp, conn, sku, w.if_match, 0) < 0)
         goto cleanup;
-    if (inventory_store_set_available(svc, conn, sku, name, available, &err) < 0 ||
+    if (inventory_store_set_available(svc, conn, sku, put.name, put.available, &err) < 0 ||
         !(item = inventory_store_get(conn, sku, &version, &found, &err)) ||
         cv_db_commit(conn, &err) < 0) {
         json_decref(item);
@@ -170,9 +209,7 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
     }
     reply_stock(resp, item, version);
 cleanup:
-    cv_db_rollback(conn);
-    cv_service_db_release(svc, conn);
-    json_decref(body);
+    write_end(svc, conn, &w);
 }
 
 /* Answers a retry of an adjustment recorded under key: 200 with the stock it left and its ETag
@@ -206,17 +243,21 @@ static int replay_adjustment(struct cv_http_response *resp, PGconn *conn, const 
     return 1;
 }
 
-/* Validates an adjustment's body: {"delta": non-zero integer, "reason": 1..256 chars}. 0, or -1
- * with jerr. */
-static int adjustment_fields(const json_t *body, long *delta, const char **reason,
-                             struct cv_json_err *jerr)
+/* An adjustment's body: {"delta": non-zero integer, "reason": 1..256 chars}. */
+struct stock_adjust {
+    long delta;
+    const char *reason;
+};
+
+static int adjustment_fields(const json_t *body, void *out, struct cv_json_err *jerr)
 {
     static const char *const fields[] = {"delta", "reason", NULL};
+    struct stock_adjust *adj = out;
     if (cv_json_only_fields(body, "", fields, jerr) < 0 ||
-        cv_json_get_int(body, "delta", -MAX_STOCK, MAX_STOCK, 1, delta, jerr) < 0 ||
-        cv_json_get_string(body, "reason", 1, MAX_REASON_LEN, 1, reason, jerr) < 0)
+        cv_json_get_int(body, "delta", -MAX_STOCK, MAX_STOCK, 1, &adj->delta, jerr) < 0 ||
+        cv_json_get_string(body, "reason", 1, MAX_REASON_LEN, 1, &adj->reason, jerr) < 0)
         return -1;
-    if (*delta == 0)
+    if (adj->delta == 0)
         return cv_json_error_set(jerr, "delta", "expected a non-zero integer in %ld..%ld",
                                  -MAX_STOCK, MAX_STOCK);
     return 0;
@@ -234,25 +275,13 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
                               "Idempotency-Key");
         return;
     }
-    const char *if_match;
-    if (if_match_header(req, resp, &if_match) < 0)
+    struct stock_write w;
+    struct stock_adjust adj;
+    PGconn *conn = write_begin(svc, req, resp, "Invalid adjustment", adjustment_fields, &adj, &w);
+    if (!conn)
         return;
-    json_t *body = cv_http_json_body(req, resp);
-    if (!body)
-        return;
-    struct cv_json_err jerr;
-    long delta;
-    const char *reason;
-    if (adjustment_fields(body, &delta, &reason, &jerr) < 0) {
-        cv_http_reply_problem(resp, 400, "Invalid adjustment", jerr.detail, jerr.field);
-        json_decref(body);
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn) {
-        json_decref(body);
-        return;
-    }
+    long delta = adj.delta;
+    const char *reason = adj.reason;
     struct cv_db_err err;
     struct inventory_adjustment done = {0};
     char detail[160];
@@ -264,7 +293,7 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
         cv_service_reply_db_error(resp, &err);
         goto cleanup;
     }
-    if (if_match && check_if_match(resp, conn, sku, if_match, 1) < 0)
+    if (w.if_match && check_if_match(resp, conn, sku, w.if_match, 1) < 0)
         goto cleanup;
     switch (inventory_store_adjust(svc, conn, sku, delta, MAX_STOCK, reason, key, &done, &err)) {
     case INVENTORY_ADJUSTED:
@@ -295,7 +324,5 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
         break;
     }
 cleanup:
-    cv_db_rollback(conn);
-    cv_service_db_release(svc, conn);
-    json_decref(body);
+    write_end(svc, conn, &w);
 }

@@ -86,17 +86,12 @@ static int record_adjustment(PGconn *conn, const char *sku, const char *delta, c
                              struct cv_db_err *err)
 {
     const char *params[] = {sku, delta, reason, stock, version, key};
-    PGresult *res = cv_db_query(conn,
-                                "INSERT INTO stock_adjustments"
-                                " (sku, delta, reason, stock, version, idempotency_key)"
-                                " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6)"
-                                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                                6, params, err);
-    if (!res)
-        return -1;
-    int inserted = PQntuples(res) == 1;
-    PQclear(res);
-    return inserted;
+    return cv_db_exec_count(conn,
+                            "INSERT INTO stock_adjustments"
+                            " (sku, delta, reason, stock, version, idempotency_key)"
+                            " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6)"
+                            " ON CONFLICT (idempotency_key) DO NOTHING",
+                            6, params, err);
 }
 
 enum inventory_adjust_result inventory_store_adjust(struct cv_service *svc, PGconn *conn,
