@@ -1,4 +1,6 @@
-/* Table dispatch of consumed events to a service's handlers (see cv/event.h). */
+/* Table dispatch of consumed events to a service's handlers, and what a failed database call
+ * in a handler makes of the event (see cv/event.h, cv/service.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "cv/event.h"
@@ -28,20 +30,15 @@ enum cv_handler_result cv_event_dispatch(const struct cv_event_route *routes, cv
     return route->handle(conn, &call);
 }
 
-enum cv_handler_result cv_event_emit(PGconn *conn, const struct cv_event_call *call,
-                                     const char *type, json_t *data)
-{
-    if (!data)
-        return CV_RETRY; /* out of memory building it */
-    struct cv_db_err err;
-    int rc = cv_service_emit(call->svc, conn, type, call->order_id, data, call->order_id, call->ev,
-                             NULL, &err);
-    json_decref(data);
-    return rc < 0 ? cv_event_db_failure(call, &err) : CV_HANDLED;
-}
-
 enum cv_handler_result cv_event_db_failure(const struct cv_event_call *call,
                                            const struct cv_db_err *err)
 {
     return cv_service_db_failure(err, call->reason, call->reason_size);
+}
+
+enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *reason,
+                                             size_t reason_size)
+{
+    snprintf(reason, reason_size, "database: %s", err->msg);
+    return err->transient ? CV_RETRY : CV_REJECT;
 }
