@@ -23,7 +23,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 SERVICES := order inventory shipping audit
 SCHEMAS := $(sort $(wildcard schemas/*.avsc)) $(sort $(wildcard schemas/released/*/*.avsc))
 
-COMMON_SRC := $(sort $(wildcard common/src/*.c))
+COMMON_SRC := $(sort $(wildcard common/src/*.c common/src/*/*.c))
 COMMON_SQL := $(sort $(wildcard common/sql/*.sql))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o \
 	$(BUILD)/gen/common_migrations.o
@@ -44,7 +44,8 @@ all: $(LIB) $(BINS)
 
 tests: all $(UNIT_TESTS) $(INT_TESTS) $(SVC_TESTS)
 
-$(BUILD)/common/src/%.o: common/src/%.c $(wildcard common/include/cv/*.h common/src/*_int.h)
+$(BUILD)/common/src/%.o: common/src/%.c $(wildcard common/include/cv/*.h common/src/*_int.h \
+		common/src/*/*_int.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 

@@ -46,7 +46,7 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$cc ${cflags[*]}" ]]; then
     printf '%s\n' "$cc ${cflags[*]}" >"$stamp"
 fi
 newest_header=$stamp
-for header in common/include/cv/*.h common/src/*_int.h services/order/*.h; do
+for header in common/include/cv/*.h common/src/*_int.h common/src/*/*_int.h services/order/*.h; do
     if [[ $header -nt $newest_header ]]; then
         newest_header=$header
     fi
@@ -90,7 +90,8 @@ compile() {
 }
 
 lib_objs=()
-for src in common/src/*.c "$out"/gen/schemas_embed.c "$out"/gen/common_migrations.c; do
+for src in common/src/*.c common/src/*/*.c "$out"/gen/schemas_embed.c \
+    "$out"/gen/common_migrations.c; do
     obj="$out/obj/$(basename "${src%.c}").o"
     compile "$src" "$obj" -fsanitize=fuzzer-no-link
     lib_objs+=("$obj")
