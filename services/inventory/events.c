@@ -174,7 +174,7 @@ static enum cv_handler_result on_order_placed(PGconn *conn, const struct cv_even
                                     1, params, &err);
         if (!res) {
             result = cv_event_db_failure(call, &err);
-            goto out;
+            goto cleanup;
         }
         json_int_t have = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
         int known = PQntuples(res) == 1;
@@ -196,16 +196,16 @@ static enum cv_handler_result on_order_placed(PGconn *conn, const struct cv_even
     int inserted = record_decision(conn, order_id, reserve ? "RESERVED" : "REJECTED", items, &err);
     if (inserted < 0) {
         result = cv_event_db_failure(call, &err);
-        goto out;
+        goto cleanup;
     }
     if (!inserted)
-        goto out;
+        goto cleanup;
     if (reserve &&
         move_items(conn, items,
                    "available = available - $2::bigint, reserved = reserved + $2::bigint",
                    &err) < 0) {
         result = cv_event_db_failure(call, &err);
-        goto out;
+        goto cleanup;
     }
     json_t *event = reserve ? json_pack("{s:s, s:O}", "order_id", order_id, "items", items)
                             : json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why,
@@ -213,7 +213,7 @@ static enum cv_handler_result on_order_placed(PGconn *conn, const struct cv_even
     result = cv_event_emit(conn, call, type, event);
     if (result == CV_HANDLED)
         cv_log_info("order %s: %s", order_id, reserve ? "reserved" : why);
-out:
+cleanup:
     json_decref(items);
     json_decref(shortages);
     return result;

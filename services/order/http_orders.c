@@ -259,7 +259,7 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
         return;
     }
     if (idem_key && replay_idempotent(conn, idem_key, request, resp) != 0)
-        goto out;
+        goto cleanup;
 
     char id[37];
     cv_uuid_v4(id);
@@ -270,16 +270,16 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
         /* The same key in a concurrent request won the race: answer as a replay. */
         if (idem_key && strcmp(err.sqlstate, "23505") == 0 &&
             replay_idempotent(conn, idem_key, request, resp) != 0)
-            goto out;
+            goto cleanup;
         cv_service_reply_db_error(resp, &err);
-        goto out;
+        goto cleanup;
     }
     cv_log_info("order %s placed", id);
     char location[64];
     snprintf(location, sizeof(location), "/orders/%s", id);
     cv_http_reply_header(resp, "Location", location);
     cv_http_reply_json(resp, 201, order);
-out:
+cleanup:
     cv_log_set_context(NULL, NULL);
     cv_service_db_release(svc, conn);
     json_decref(request);
@@ -429,7 +429,7 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
     if (changed < 0 || rc < 0 || cv_db_commit(conn, &err) < 0) {
         cv_db_rollback(conn);
         cv_service_reply_db_error(resp, &err);
-        goto out;
+        goto cleanup;
     }
     json_t *order = order_store_get(conn, id, &found, &err);
     const char *status = json_string_value(json_object_get(order, "status"));
@@ -447,7 +447,7 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
             cv_log_info("order %s: cancellation requested", id);
         cv_http_reply_json(resp, 202, order);
     }
-out:
+cleanup:
     json_decref(event);
     cv_log_set_context(NULL, NULL);
     cv_service_db_release(svc, conn);
