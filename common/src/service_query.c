@@ -74,6 +74,14 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
     return page;
 }
 
+/* 404 "no such <what>" naming field. */
+static void reply_not_found(struct cv_http_response *resp, const char *what, const char *field)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "no such %s", what);
+    cv_http_reply_problem(resp, 404, "Not Found", detail, field);
+}
+
 void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,
                              const struct cv_db_err *err, const char *what, const char *field)
 {
@@ -82,13 +90,10 @@ void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int fo
         return;
     }
     json_decref(body);
-    if (found < 0) {
+    if (found < 0)
         cv_service_reply_db_error(resp, err);
-        return;
-    }
-    char detail[96];
-    snprintf(detail, sizeof(detail), "no such %s", what);
-    cv_http_reply_problem(resp, 404, "Not Found", detail, field);
+    else
+        reply_not_found(resp, what, field);
 }
 
 const char *cv_service_path_key(struct cv_http_request *req, struct cv_http_response *resp,
@@ -97,7 +102,7 @@ const char *cv_service_path_key(struct cv_http_request *req, struct cv_http_resp
     const char *key = cv_http_path_param(req, param);
     if (valid(key))
         return key;
-    cv_service_reply_lookup(resp, NULL, 0, NULL, what, param);
+    reply_not_found(resp, what, param);
     return NULL;
 }
 
@@ -112,8 +117,9 @@ json_t *cv_service_read(struct cv_service *svc, struct cv_http_response *resp,
     int found;
     json_t *body = read(conn, query, &found, &err);
     cv_service_db_release(svc, conn);
+    /* The reader's own JSON; cppcheck takes it for one pointing at found or err. */
     if (found > 0 && body)
-        return body;
+        return body; // cppcheck-suppress returnDanglingLifetime
     cv_service_reply_lookup(resp, body, found, &err, what, field);
     return NULL;
 }
