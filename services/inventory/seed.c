@@ -34,7 +34,8 @@ int inventory_seed(struct cv_service *svc, PGconn *conn)
             const char *sku = json_string_value(json_object_get(item, "sku"));
             const char *name = json_string_value(json_object_get(item, "name"));
             json_int_t available = json_integer_value(json_object_get(item, "available"));
-            if (!sku || inventory_set_available(svc, conn, sku, name, (long)available, &err) < 0) {
+            if (!sku ||
+                inventory_store_set_available(svc, conn, sku, name, (long)available, &err) < 0) {
                 json_decref(items);
                 goto fail;
             }
