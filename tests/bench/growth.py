@@ -174,8 +174,8 @@ def measure(system, tag):
 def run(system):
     order_db, audit_db = system.dbs["order"], system.dbs["audit"]
     small_orders, small_events = max(1, ORDERS // 100), max(1, EVENTS // 100)
-    base_orders = int(psql(order_db, "SELECT max(seq) FROM orders")[0][0] or 0)
-    base_events = int(psql(audit_db, "SELECT max(seq) FROM events")[0][0] or 0)
+    base_orders = int(psql(order_db, "SELECT COALESCE(max(seq), 0) FROM orders")[0][0])
+    base_events = int(psql(audit_db, "SELECT COALESCE(max(seq), 0) FROM events")[0][0])
     print(f"  cost as data grows: {small_orders:,} orders and {small_events:,} events (1%,"
           f" \"empty\"), then {ORDERS:,} and {EVENTS:,}; {REQUESTS} requests of each kind one at a"
           f" time, {SAGAS} sagas one at a time")
