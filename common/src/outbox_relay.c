@@ -223,6 +223,10 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
 {
     size_t cap = (size_t)n * 21 + 3;
     char *ids = malloc(cap);
+    if (!ids) {
+        cv_log_warn("outbox relay: out of memory settling %d rows", n);
+        return -1; /* the rows stay; a later round delivers them again (duplicates, no loss) */
+    }
     size_t pos = 0;
     int count = 0, quarantined = 0;
     ids[pos++] = '{';
@@ -241,7 +245,7 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
     struct cv_db_err err;
     int rc = 0;
     if (count == 0 && quarantined == 0)
-        goto out;
+        goto cleanup;
     rc = cv_db_begin(relay->conn, &err);
     if (rc == 0 && count > 0) {
         const char *params[] = {ids};
@@ -264,7 +268,7 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
     if (rc < 0) {
         cv_db_rollback(relay->conn);
         cv_log_warn("outbox relay: delete: %s", err.msg);
-        goto out;
+        goto cleanup;
     }
     relay->published += (unsigned long)count;
     for (int i = 0; i < n; i++) {
@@ -278,7 +282,7 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
                                           NULL),
                        1);
     }
-out:
+cleanup:
     free(ids);
     return rc;
 }
@@ -321,7 +325,7 @@ static int topic_exists(struct cv_outbox_relay *relay, const char *topic)
             }
             i = 0;
         }
-        relay->known_topics[i] = strdup(topic);
+        relay->known_topics[i] = strdup(topic); /* NULL if out of memory: not cached */
     }
     return exists;
 }
