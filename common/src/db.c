@@ -353,12 +353,12 @@ PGconn *cv_db_acquire(struct cv_db_pool *pool, struct cv_db_err *err)
             err->transient = 1;
             PQfinish(conn);
             conn = NULL;
-            goto give_back;
+            goto cleanup;
         }
     }
     if (!conn)
         conn = cv_db_connect(pool->conninfo, err);
-give_back:
+cleanup:
     if (!conn) {
         /* Give the slot back empty so that a later call tries again. */
         pthread_mutex_lock(&pool->lock);

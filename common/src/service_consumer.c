@@ -409,7 +409,7 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
         if (svc->stop) {
             /* Not committed: the records come again after restart or rebalance. */
             cv_log_warn("consumer: stopping with a batch of %zu not applied: %s", n, err.msg);
-            goto out;
+            goto cleanup;
         }
         int wait_ms = cv_backoff_next(&backoff);
         cv_log_warn("consumer: batch of %zu failed (%s), retrying in %d ms", n, err.msg, wait_ms);
@@ -431,7 +431,7 @@ static void process_batch(struct cv_service *svc, rd_kafka_message_t **msgs, siz
     cv_histogram_observe(cv_metrics_histogram("consumer_batch_duration_seconds",
                                               "Time to apply and commit one batch", NULL, NULL, 0),
                          (double)(cv_monotonic_ms() - started) / 1000.0);
-out:
+cleanup:
     for (size_t i = 0; i < n; i++)
         decoded_free(&batch[i]);
     free(batch);
