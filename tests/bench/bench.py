@@ -7,6 +7,7 @@ nothing."""
 import concurrent.futures
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,8 +33,8 @@ SUSTAINED = int(os.environ.get("BENCH_SUSTAINED_ORDERS", "1000"))
 PARTS = set(os.environ.get("BENCH_PARTS",
                            "ceilings,post,latency,sustained,open,scaling,growth").split(","))
 # Open loop: orders offered at each fixed rate (per second), BENCH_OPEN_ORDERS of them per rate.
-OPEN_RATES = [float(r) for r in os.environ.get("BENCH_OPEN_RATES", "100,200").split(",") if r]
-OPEN_ORDERS = int(os.environ.get("BENCH_OPEN_ORDERS", "2000"))
+OPEN_RATES = [float(r) for r in os.environ.get("BENCH_OPEN_RATES", "150,200,250").split(",") if r]
+OPEN_ORDERS = int(os.environ.get("BENCH_OPEN_ORDERS", "20000"))
 STAGES = ("outbox_to_relay", "produce_to_ack", "produce_to_fetch", "fetch_to_applied",
           "applied_to_commit")
 SAGA_SERVICES = ("order", "inventory", "shipping")
@@ -200,14 +201,16 @@ def cpu_sample(system):
     out = {name: proc_cpu_s(svc.proc.pid) for name, svc in system.services.items()}
     pid = broker_pid()
     out["kafka broker"] = proc_cpu_s(pid) if pid else 0.0
-    out["load generator"] = proc_cpu_s(os.getpid())
+    # This process and its finished children (wrk, pgbench, psql): the load generators.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out["load generator"] = proc_cpu_s(os.getpid()) + children.ru_utime + children.ru_stime
     out["postgres"] = postgres_cpu_s()
     return out
 
 
-def print_cpu(before, after, sagas, wall_s, pg_tps):
-    """CPU per saga per component over a run that completed sagas, and the saga rate those
-    costs allow on this machine's cores (were nothing else running)."""
+def print_cpu(before, after, sagas, wall_s, pg_tps, unit="saga"):
+    """CPU per saga (or other unit of work) per component over a run that completed sagas of
+    them, and the rate those costs allow on this machine's cores (were nothing else running)."""
     if sagas <= 0:
         return
     used = {k: after[k] - before.get(k, 0.0) for k in after if k != "postgres"}
@@ -220,15 +223,15 @@ def print_cpu(before, after, sagas, wall_s, pg_tps):
     total = sum(cost.values())
     cores = os.cpu_count() or 1
     busy = total * sagas / 1000 / wall_s / cores
-    print(f"  CPU per saga ({sagas} sagas in {wall_s:.1f} s; utime+stime from /proc):"
+    print(f"  CPU per {unit} ({sagas} in {wall_s:.1f} s; utime+stime from /proc):"
           + "".join(f" {k} {v:.2f} ms," for k, v in cost.items())
           + f" total {total:.2f} ms (these kept {busy:.0%} of the {cores} cores busy; other"
           f" databases' backends on the same server used {other / wall_s / cores:.0%} more)")
     if total > 0:
         ceiling = cores * 1000 / total
         ratio = f", {ceiling / pg_tps:.2f}x the pgbench ceiling" if pg_tps else ""
-        print(f"  CPU ceiling of the saga: {cores} cores / {total:.2f} ms = {ceiling:,.0f}"
-              f" sagas/s{ratio}")
+        print(f"  CPU ceiling of the {unit}: {cores} cores / {total:.2f} ms = {ceiling:,.0f}"
+              f"/s{ratio}")
 
 
 def open_loop(system, rate, count, tag):
@@ -334,11 +337,19 @@ def main():
         print("conveyor:")
         if "post" in PARTS:
             lua = os.path.join(HERE, "post_order.lua")
+            placed_before = int(psql(system.dbs["order"], "SELECT count(*) FROM orders")[0][0])
+            cpu_before, started_at = cpu_sample(system), time.monotonic()
             post_rps, post_p50, bad = wrk(system.order.url + "/orders", lua)
+            cpu_after, wall = cpu_sample(system), time.monotonic() - started_at
             ratio = f", {post_rps / pg_tps:.0%} of the pgbench ceiling" if pg_tps else ""
             http_ratio = f"; {post_rps / http_rps:.0%} of the HTTP ceiling" if http_rps else ""
             print(f"  POST /orders (32 connections): {post_rps:,.0f} req/s, p50 {post_p50:.2f}"
                   f" ms, {bad} non-2xx{http_ratio}{ratio}")
+            # The sagas of the accepted orders run meanwhile on the same cores: the account
+            # says what one accepted order costs the whole system while the POSTs run.
+            accepted = int(psql(system.dbs["order"], "SELECT count(*) FROM orders")[0][0])
+            print_cpu(cpu_before, cpu_after, accepted - placed_before, wall, pg_tps,
+                      "accepted order")
             # Let the saga of those orders drain before timing sagas.
             drain_start = time.monotonic()
             while int(psql(system.dbs["order"],
