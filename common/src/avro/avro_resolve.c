@@ -85,6 +85,17 @@ static const struct cv_avro_field *writer_field(const struct cv_avro_node *w,
     return NULL;
 }
 
+/* A float or a double value, as a double: the reader's number_json takes either. */
+static int get_real(avro_value_t *value, enum cv_avro_kind kind, double *d)
+{
+    if (kind == CV_AVRO_DOUBLE)
+        return avro_value_get_double(value, d);
+    float f = 0;
+    int rc = avro_value_get_float(value, &f);
+    *d = f;
+    return rc;
+}
+
 static json_t *number_json(enum cv_avro_kind r, double d, const struct cv_avro_path *path,
                            char *errstr, size_t errstr_size)
 {
@@ -285,16 +296,10 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
                        : number_json(r->kind, (double)l, path, errstr, errstr_size);
         break;
     }
-    case CV_AVRO_FLOAT: {
-        float f = 0;
-        rc = avro_value_get_float(value, &f);
-        if (rc == 0)
-            return number_json(r->kind, f, path, errstr, errstr_size);
-        break;
-    }
+    case CV_AVRO_FLOAT:
     case CV_AVRO_DOUBLE: {
         double d = 0;
-        rc = avro_value_get_double(value, &d);
+        rc = get_real(value, w->kind, &d);
         if (rc == 0)
             return number_json(r->kind, d, path, errstr, errstr_size);
         break;
@@ -307,12 +312,9 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
         break;
     }
     case CV_AVRO_BYTES:
-        rc = avro_value_get_bytes(value, &data, &size);
-        if (rc == 0)
-            return bytes_json(r->kind, data, size, path, errstr, errstr_size);
-        break;
     case CV_AVRO_FIXED:
-        rc = avro_value_get_fixed(value, &data, &size);
+        rc = w->kind == CV_AVRO_BYTES ? avro_value_get_bytes(value, &data, &size)
+                                      : avro_value_get_fixed(value, &data, &size);
         if (rc == 0)
             return bytes_json(r->kind, data, size, path, errstr, errstr_size);
         break;
