@@ -270,9 +270,5 @@ int main(void)
     tcase_add_test(tc, test_begin_on_a_dead_connection_reconnects_once);
     tcase_add_test(tc, test_unresponsive_server_makes_the_pool_fail_fast_then_probe);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runner.h"
+
 static const struct cv_config_var shared_vars[] = {
     {"CVT_HTTP_PORT", "8080", "Port of the HTTP API.", CV_CONFIG_INT, 1, 65535},
     {"CVT_LOG_LEVEL", "info", "debug, info, warn or error.", CV_CONFIG_STRING, 0, 0},
@@ -248,9 +250,5 @@ int main(void)
 {
     /* Under CK_FORK=no an abort would end the whole run: leave those tests out. */
     const char *fork_env = getenv("CK_FORK");
-    SRunner *sr = srunner_create(config_suite(!(fork_env && strcmp(fork_env, "no") == 0)));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(config_suite(!(fork_env && strcmp(fork_env, "no") == 0)));
 }

@@ -14,6 +14,7 @@
 
 #include "cv/http.h"
 #include "cv/http_auth.h"
+#include "runner.h"
 
 static const unsigned char secret[] = "unit-test-secret-of-at-least-32-bytes!";
 
@@ -245,9 +246,5 @@ int main(void)
     tcase_add_test(tc, test_rate_limit);
     tcase_add_test(tc, test_config_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

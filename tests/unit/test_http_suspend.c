@@ -1,6 +1,7 @@
 /* Unit tests of http_suspend.c: suspended requests (long polls) hold no server thread, resume
  * safely from any thread at any moment, and are answered when the server stops. */
 #include "http_fixture.h"
+#include "runner.h"
 
 START_TEST(test_suspended_requests_hold_no_thread)
 {
@@ -100,9 +101,5 @@ static Suite *http_suspend_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_suspend_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(http_suspend_suite());
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cv/jwt.h"
+#include "runner.h"
 
 static char dir[] = "/tmp/cv-test-jwt-XXXXXX";
 static EVP_PKEY *rsa_key, *rsa_1024, *ec_key;
@@ -418,9 +419,5 @@ int main(void)
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_key_loading);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }
