@@ -5,28 +5,15 @@
 #include <string.h>
 
 #include "cv/json.h"
+#include "cv/util.h"
 
 int cv_json_is_text(const void *bytes, size_t len)
 {
     const unsigned char *p = bytes;
-    for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        size_t n = c < 0x80           ? 1
-                   : (c >> 5) == 0x6  ? 2
-                   : (c >> 4) == 0xe  ? 3
-                   : (c >> 3) == 0x1e ? 4
-                                      : 0;
-        if (c == 0 || n == 0 || i + n > len)
+    for (size_t i = 0, n; i < len; i += n) {
+        n = cv_utf8_sequence_length(p + i, len - i);
+        if (n == 0 || p[i] == 0)
             return 0;
-        for (size_t k = 1; k < n; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-        /* Overlong forms, surrogates and code points past U+10FFFF are not UTF-8 either. */
-        if ((n == 2 && c < 0xc2) || (n == 3 && c == 0xe0 && p[i + 1] < 0xa0) ||
-            (n == 3 && c == 0xed && p[i + 1] >= 0xa0) || (n == 4 && c == 0xf0 && p[i + 1] < 0x90) ||
-            (n == 4 && (c > 0xf4 || (c == 0xf4 && p[i + 1] >= 0x90))))
-            return 0;
-        i += n;
     }
     return 1;
 }

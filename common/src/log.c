@@ -1,6 +1,7 @@
 /* JSON-lines logger. Each line is formatted into one buffer and written with a single write(2)
  * so that lines from different threads never interleave. */
 #include "cv/log.h"
+#include "cv/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,18 +47,30 @@ void cv_log_set_trace(const char *trace_id)
     snprintf(ctx_trace_id, sizeof(ctx_trace_id), "%s", trace_id ? trace_id : "");
 }
 
-/* Appends src to buf as the inside of a JSON string, escaping what JSON requires. */
+/* Appends src to buf as the inside of a JSON string, escaping what JSON requires. Bytes that
+ * are not UTF-8 (a Kafka key, a header, a cut-off message) become U+FFFD, so that every line
+ * stays valid JSON whatever was logged. */
 static size_t append_escaped(char *buf, size_t pos, size_t cap, const char *src)
 {
-    for (const unsigned char *p = (const unsigned char *)src; *p && pos + 7 < cap; p++) {
-        if (*p == '"' || *p == '\\') {
+    const unsigned char *p = (const unsigned char *)src;
+    size_t left = strlen(src);
+    while (left > 0 && pos + 7 < cap) {
+        size_t n = cv_utf8_sequence_length(p, left);
+        if (n == 0) {
+            memcpy(buf + pos, "\\ufffd", 6);
+            pos += 6;
+            n = 1;
+        } else if (*p == '"' || *p == '\\') {
             buf[pos++] = '\\';
             buf[pos++] = (char)*p;
-        } else if (*p < 0x20) {
+        } else if (*p < 0x20 || *p == 0x7f) {
             pos += (size_t)snprintf(buf + pos, cap - pos, "\\u%04x", *p);
         } else {
-            buf[pos++] = (char)*p;
+            memcpy(buf + pos, p, n);
+            pos += n;
         }
+        p += n;
+        left -= n;
     }
     return pos;
 }

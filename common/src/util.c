@@ -49,6 +49,28 @@ int cv_sku_valid(const char *sku)
     return 1;
 }
 
+size_t cv_utf8_sequence_length(const unsigned char *s, size_t avail)
+{
+    if (avail == 0)
+        return 0;
+    unsigned char c = s[0];
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xc2 && c <= 0xdf ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    if (n == 0 || n > avail)
+        return 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+    /* The second byte's range rules out overlong forms, surrogates and past U+10FFFF. */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 int64_t cv_now_ms(void)
 {
     struct timespec ts;

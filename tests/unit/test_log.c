@@ -107,6 +107,26 @@ START_TEST(test_long_message_still_one_json_line)
 }
 END_TEST
 
+START_TEST(test_bytes_that_are_not_utf8_become_replacement_characters)
+{
+    cv_log_init("test-service", CV_LOG_INFO);
+    capture_start();
+    cv_log_set_context("\xc0\xafid", NULL);
+    cv_log_warn("key \xff\xfe end \xc3\xa9 ok \xed\xa0\x80 del \x7f cut \xe2\x82");
+    cv_log_set_context(NULL, NULL);
+    json_t *lines = capture_end();
+    ck_assert_uint_eq(json_array_size(lines), 1);
+    json_t *line = json_array_get(lines, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(line, "msg")),
+                     "key \xef\xbf\xbd\xef\xbf\xbd end \xc3\xa9 ok "
+                     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd del \x7f cut "
+                     "\xef\xbf\xbd\xef\xbf\xbd");
+    ck_assert_str_eq(json_string_value(json_object_get(line, "order_id")),
+                     "\xef\xbf\xbd\xef\xbf\xbdid");
+    json_decref(lines);
+}
+END_TEST
+
 START_TEST(test_level_parse)
 {
     enum cv_log_level level;
@@ -126,6 +146,7 @@ static Suite *log_suite(void)
     tcase_add_test(tc, test_lines_are_json_with_context);
     tcase_add_test(tc, test_level_filter_skips_arguments);
     tcase_add_test(tc, test_long_message_still_one_json_line);
+    tcase_add_test(tc, test_bytes_that_are_not_utf8_become_replacement_characters);
     tcase_add_test(tc, test_level_parse);
     suite_add_tcase(s, tc);
     return s;

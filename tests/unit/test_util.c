@@ -118,6 +118,39 @@ START_TEST(test_sleep_stops_early)
 END_TEST
 
 /* Doubles from first_ms, lands exactly on max_ms (never past it), and starts over on reset. */
+/* Each case: bytes, how many are available, the expected sequence length. */
+START_TEST(test_utf8_sequence_length)
+{
+    static const struct {
+        const char *bytes;
+        size_t avail;
+        size_t want;
+    } cases[] = {
+        {"a", 1, 1},
+        {"\0", 1, 1},
+        {"\xc3\xa9", 2, 2},
+        {"\xc3\xa9", 1, 0},
+        {"\xc1\xbf", 2, 0}, /* overlong */
+        {"\x80", 1, 0},     /* stray continuation */
+        {"\xe2\x82\xac", 3, 3},
+        {"\xe0\x9f\xbf", 3, 0}, /* overlong */
+        {"\xed\xa0\x80", 3, 0}, /* surrogate */
+        {"\xef\xbf\xbd", 3, 3},
+        {"\xf0\x9f\x98\x80", 4, 4},
+        {"\xf0\x8f\xbf\xbf", 4, 0},
+        {"\xf4\x8f\xbf\xbf", 4, 4}, /* U+10FFFF */
+        {"\xf4\x90\x80\x80", 4, 0}, /* past U+10FFFF */
+        {"\xf5\x80\x80\x80", 4, 0},
+        {"\xe2\x28\xa1", 3, 0},
+        {"x", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(cv_utf8_sequence_length((const unsigned char *)cases[i].bytes,
+                                              cases[i].avail) == cases[i].want,
+                      "case %zu", i);
+}
+END_TEST
+
 START_TEST(test_backoff_doubles_caps_and_resets)
 {
     struct cv_backoff b = CV_BACKOFF(500, 5000);
@@ -144,6 +177,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, test_parse_time);
     tcase_add_test(tc, test_format_parse_round_trip);
     tcase_add_test(tc, test_sleep_stops_early);
+    tcase_add_test(tc, test_utf8_sequence_length);
     tcase_add_test(tc, test_backoff_doubles_caps_and_resets);
     suite_add_tcase(s, tc);
     return s;

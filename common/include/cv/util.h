@@ -2,6 +2,7 @@
 #ifndef CV_UTIL_H
 #define CV_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* A random (version 4) UUID in its 36-character text form; out has room for 37 bytes. */
@@ -12,6 +13,11 @@ int cv_uuid_valid(const char *text);
 /* 1 if sku is a SKU as the APIs accept it: 1 to 64 of A-Z a-z 0-9 . _ - (the order and
  * inventory services check the same format). */
 int cv_sku_valid(const char *sku);
+
+/* Length (1 to 4) of the well-formed UTF-8 sequence that starts at s, of at most avail bytes;
+ * 0 if there is none there: a stray continuation byte, an overlong form, a surrogate, a code
+ * point past U+10FFFF, or a sequence cut short. NUL counts as a sequence of 1. */
+size_t cv_utf8_sequence_length(const unsigned char *s, size_t avail);
 
 /* Milliseconds since the Unix epoch. */
 int64_t cv_now_ms(void);

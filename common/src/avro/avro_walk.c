@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "avro_int.h"
+#include "cv/util.h"
 
 struct walk {
     const unsigned char *p;
@@ -51,44 +52,12 @@ static int read_long(struct walk *w, int64_t *out)
     return read_varint(w, 10, out);
 }
 
-/* Well-formed UTF-8: no overlongs, surrogates or code points above U+10FFFF. */
+/* Well-formed UTF-8 (NUL allowed: Avro strings may hold it). */
 static int valid_utf8(const unsigned char *s, size_t len)
 {
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+    for (size_t i = 0, n; i < len; i += n)
+        if ((n = cv_utf8_sequence_length(s + i, len - i)) == 0)
             return 0;
-        }
-        if (len - i - 1 < n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
     return 1;
 }
 
