@@ -15,6 +15,10 @@ int cv_kafka_create_topics(rd_kafka_t *rk, const char *const *topics, int partit
     if (n == 0)
         return 0;
     rd_kafka_NewTopic_t **newts = calloc(n, sizeof(*newts));
+    if (!newts) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         newts[i] =

@@ -66,20 +66,20 @@ rd_kafka_conf_t *cv_kafka_conf_new(const char *brokers, const char *client_id,
     rd_kafka_conf_set_error_cb(conf, error_cb);
     if (cv_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) < 0 ||
         cv_kafka_conf_set(conf, "client.id", client_id, errstr, errstr_size) < 0)
-        goto fail;
+        goto cleanup;
     for (const char *const *kv = defaults; kv && kv[0]; kv += 2)
         if (cv_kafka_conf_set(conf, kv[0], kv[1], errstr, errstr_size) < 0)
-            goto fail;
+            goto cleanup;
     for (const char *const *kv = extra; kv && kv[0]; kv += 2) {
         if (!kv[1]) {
             snprintf(errstr, errstr_size, "kafka property %s has no value", kv[0]);
-            goto fail;
+            goto cleanup;
         }
         if (cv_kafka_conf_set(conf, kv[0], kv[1], errstr, errstr_size) < 0)
-            goto fail;
+            goto cleanup;
     }
     return conf;
-fail:
+cleanup:
     rd_kafka_conf_destroy(conf);
     return NULL;
 }

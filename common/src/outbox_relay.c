@@ -70,26 +70,33 @@ static void row_free(struct row *r)
     json_decref(r->headers_json);
 }
 
+/* The bytes of a hex string, NUL-terminated (for a header name); NULL if out of memory. */
 static unsigned char *hex_decode(const char *hex, size_t *len)
 {
     size_t n = strlen(hex) / 2;
     unsigned char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned v = 0;
         sscanf(hex + 2 * i, "%2x", &v);
         out[i] = (unsigned char)v;
     }
+    out[n] = '\0';
     *len = n;
     return out;
 }
 
-static void row_parse_headers(struct row *r, const char *text)
+/* Returns -1 if out of memory (what was allocated is freed by row_free). */
+static int row_parse_headers(struct row *r, const char *text)
 {
     r->headers_json = json_loads(text, 0, NULL);
     size_t n = json_is_array(r->headers_json) ? json_array_size(r->headers_json) : 0;
     r->headers = calloc(n ? n : 1, sizeof(*r->headers));
     r->header_bufs = calloc(n ? n : 1, sizeof(*r->header_bufs));
     r->name_bufs = calloc(n ? n : 1, sizeof(*r->name_bufs));
+    if (!r->headers || !r->header_bufs || !r->name_bufs)
+        return -1;
     for (size_t i = 0; i < n; i++) {
         json_t *h = json_array_get(r->headers_json, i);
         struct cv_kafka_header *kh = &r->headers[r->nheaders];
@@ -100,7 +107,8 @@ static void row_parse_headers(struct row *r, const char *text)
             size_t len;
             r->name_bufs[r->nheaders] =
                 hex_decode(json_string_value(json_object_get(h, "kx")), &len);
-            r->name_bufs[r->nheaders][len] = '\0';
+            if (!r->name_bufs[r->nheaders])
+                return -1;
             kh->name = (const char *)r->name_bufs[r->nheaders];
         }
         if (!kh->name)
@@ -112,10 +120,15 @@ static void row_parse_headers(struct row *r, const char *text)
             kh->len = json_string_length(v);
         } else if (json_is_string(x)) {
             r->header_bufs[r->nheaders] = hex_decode(json_string_value(x), &kh->len);
+            if (!r->header_bufs[r->nheaders]) {
+                r->nheaders++; /* so that row_free frees this header's name buffer */
+                return -1;
+            }
             kh->value = r->header_bufs[r->nheaders];
         }
         r->nheaders++;
     }
+    return 0;
 }
 
 static void relay_sleep(struct cv_outbox_relay *relay, int ms)
@@ -210,6 +223,10 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
 {
     size_t cap = (size_t)n * 21 + 3;
     char *ids = malloc(cap);
+    if (!ids) {
+        cv_log_warn("outbox relay: out of memory settling %d rows", n);
+        return -1; /* the rows stay; a later round delivers them again (duplicates, no loss) */
+    }
     size_t pos = 0;
     int count = 0, quarantined = 0;
     ids[pos++] = '{';
@@ -228,7 +245,7 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
     struct cv_db_err err;
     int rc = 0;
     if (count == 0 && quarantined == 0)
-        goto out;
+        goto cleanup;
     rc = cv_db_begin(relay->conn, &err);
     if (rc == 0 && count > 0) {
         const char *params[] = {ids};
@@ -251,7 +268,7 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
     if (rc < 0) {
         cv_db_rollback(relay->conn);
         cv_log_warn("outbox relay: delete: %s", err.msg);
-        goto out;
+        goto cleanup;
     }
     relay->published += (unsigned long)count;
     for (int i = 0; i < n; i++) {
@@ -265,7 +282,7 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
                                           NULL),
                        1);
     }
-out:
+cleanup:
     free(ids);
     return rc;
 }
@@ -308,7 +325,7 @@ static int topic_exists(struct cv_outbox_relay *relay, const char *topic)
             }
             i = 0;
         }
-        relay->known_topics[i] = strdup(topic);
+        relay->known_topics[i] = strdup(topic); /* NULL if out of memory: not cached */
     }
     return exists;
 }
@@ -372,6 +389,23 @@ static char *round_ids(const struct round *rd)
     return ids;
 }
 
+/* Copies row i of a select into r. Returns -1 if out of memory (row_free frees the rest). */
+static int row_load(struct row *r, const PGresult *res, int i)
+{
+    r->id = strdup(PQgetvalue(res, i, 0));
+    r->topic = strdup(PQgetvalue(res, i, 1));
+    if (!PQgetisnull(res, i, 2)) {
+        r->key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &r->key_len);
+        if (!r->key)
+            return -1;
+    }
+    r->value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &r->value_len);
+    r->created_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+    if (!r->id || !r->topic || !r->value)
+        return -1;
+    return row_parse_headers(r, PQgetvalue(res, i, 4));
+}
+
 /* Selects up to batch_size rows, oldest first, other than those of the round in flight, and
  * produces them. Not "after the last id in flight": a transaction that took a lower id may
  * commit later, and its row must not wait for the stream to pause. Returns the number of rows
@@ -402,23 +436,25 @@ static int round_produce(struct cv_outbox_relay *relay, const struct round *in_f
         return -1;
     }
     int n = PQntuples(res);
-    if (n == 0) {
+    if (n <= 0) {
         PQclear(res);
         return 0;
     }
     struct row *rows = calloc((size_t)n, sizeof(*rows));
     struct cv_kafka_delivery *dlv = calloc((size_t)n, sizeof(*dlv));
-    for (int i = 0; i < n; i++) {
-        struct row *r = &rows[i];
-        r->id = strdup(PQgetvalue(res, i, 0));
-        r->topic = strdup(PQgetvalue(res, i, 1));
-        if (!PQgetisnull(res, i, 2))
-            r->key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &r->key_len);
-        r->value = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3), &r->value_len);
-        row_parse_headers(r, PQgetvalue(res, i, 4));
-        r->created_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-    }
+    int loaded = 0;
+    while (rows && dlv && loaded < n && row_load(&rows[loaded], res, loaded) == 0)
+        loaded++;
     PQclear(res);
+    if (loaded < n) {
+        /* Out of memory: nothing is produced; the rows stay in the outbox for a later round. */
+        for (int i = 0; rows && i < n; i++)
+            row_free(&rows[i]);
+        free(rows);
+        free(dlv);
+        cv_log_warn("outbox relay: out of memory loading %d rows", n);
+        return -1;
+    }
     rd->rows = rows;
     rd->dlv = dlv;
     rd->n = n;

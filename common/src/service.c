@@ -290,13 +290,6 @@ void cv_service_db_release(struct cv_service *svc, PGconn *conn)
     cv_db_release(svc->pool, conn);
 }
 
-enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *reason,
-                                             size_t reason_size)
-{
-    snprintf(reason, reason_size, "database: %s", err->msg);
-    return err->transient ? CV_RETRY : CV_REJECT;
-}
-
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err)
 {
     if (err->transient) {

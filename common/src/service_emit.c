@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cv/avro.h"
+#include "cv/event.h"
 #include "cv/log.h"
 #include "cv/trace.h"
 #include "cv/util.h"
@@ -157,4 +158,16 @@ int cv_service_dead_letter(struct cv_service *svc, PGconn *conn, const rd_kafka_
     int rc = cv_outbox_add(conn, svc->dlq_topic, key, key_len, value, value_len, headers, n, err);
     free(headers);
     return rc;
+}
+
+enum cv_handler_result cv_event_emit(PGconn *conn, const struct cv_event_call *call,
+                                     const char *type, json_t *data)
+{
+    if (!data)
+        return CV_RETRY; /* out of memory building it */
+    struct cv_db_err err;
+    int rc = cv_service_emit(call->svc, conn, type, call->order_id, data, call->order_id, call->ev,
+                             NULL, &err);
+    json_decref(data);
+    return rc < 0 ? cv_event_db_failure(call, &err) : CV_HANDLED;
 }

@@ -1,7 +1,9 @@
 /* Helpers for the services' HTTP handlers: query parameters and pages of results. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cv/service.h"
 
@@ -26,10 +28,30 @@ int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *r
     return 0;
 }
 
-json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                        long limit, const char *key, struct cv_db_err *err)
+int cv_service_query_page(struct cv_http_request *req, struct cv_http_response *resp, long *after,
+                          long *limit)
 {
-    PGresult *res = cv_db_query(conn, sql, nparams, params, err);
+    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, limit) < 0)
+        return -1;
+    return cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, after);
+}
+
+json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                        long limit, const char *key, int *found, struct cv_db_err *err)
+{
+    const char *all[CV_SERVICE_PAGE_MAX_PARAMS + 1];
+    char limit_text[24];
+    *found = -1;
+    if (nparams < 0 || nparams > CV_SERVICE_PAGE_MAX_PARAMS) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->msg, sizeof(err->msg), "a page query takes at most %d parameters",
+                 CV_SERVICE_PAGE_MAX_PARAMS);
+        return NULL;
+    }
+    memcpy(all, params, (size_t)nparams * sizeof(*all));
+    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
+    all[nparams] = limit_text;
+    PGresult *res = cv_db_query(conn, sql, nparams + 1, all, err);
     if (!res)
         return NULL;
     json_t *items = json_array();
@@ -42,7 +64,22 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
     /* A full page may have a successor; a short one is the last. */
     json_t *next = n > 0 && n == limit ? json_string(PQgetvalue(res, n - 1, 0)) : json_null();
     PQclear(res);
-    return json_pack("{s:o, s:o}", key, items, "next", next);
+    json_t *page = json_pack("{s:o, s:o}", key, items, "next", next);
+    if (!page) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return NULL;
+    }
+    *found = 1;
+    return page;
+}
+
+/* 404 "no such <what>" naming field. */
+static void reply_not_found(struct cv_http_response *resp, const char *what, const char *field)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "no such %s", what);
+    cv_http_reply_problem(resp, 404, "Not Found", detail, field);
 }
 
 void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,
@@ -53,11 +90,45 @@ void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int fo
         return;
     }
     json_decref(body);
-    if (found < 0) {
+    if (found < 0)
         cv_service_reply_db_error(resp, err);
-        return;
-    }
-    char detail[96];
-    snprintf(detail, sizeof(detail), "no such %s", what);
-    cv_http_reply_problem(resp, 404, "Not Found", detail, field);
+    else
+        reply_not_found(resp, what, field);
+}
+
+const char *cv_service_path_key(struct cv_http_request *req, struct cv_http_response *resp,
+                                const char *param, int (*valid)(const char *), const char *what)
+{
+    const char *key = cv_http_path_param(req, param);
+    if (valid(key))
+        return key;
+    reply_not_found(resp, what, param);
+    return NULL;
+}
+
+json_t *cv_service_read(struct cv_service *svc, struct cv_http_response *resp,
+                        cv_service_reader read, const void *query, const char *what,
+                        const char *field)
+{
+    PGconn *conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        return NULL;
+    struct cv_db_err err;
+    int found;
+    json_t *body = read(conn, query, &found, &err);
+    cv_service_db_release(svc, conn);
+    /* The reader's own JSON; cppcheck takes it for one pointing at found or err. */
+    if (found > 0 && body)
+        return body; // cppcheck-suppress returnDanglingLifetime
+    cv_service_reply_lookup(resp, body, found, &err, what, field);
+    return NULL;
+}
+
+void cv_service_reply_read(struct cv_service *svc, struct cv_http_response *resp,
+                           cv_service_reader read, const void *query, const char *what,
+                           const char *field)
+{
+    json_t *body = cv_service_read(svc, resp, read, query, what, field);
+    if (body)
+        cv_http_reply_json(resp, 200, body);
 }

@@ -103,6 +103,10 @@ static int redrive_one(struct cv_kafka_producer *p, const rd_kafka_message_t *ms
     }
     size_t n = hdrs ? rd_kafka_header_cnt(hdrs) : 0;
     struct cv_kafka_header *out = calloc(n + 2, sizeof(*out));
+    if (!out) {
+        fprintf(stderr, "cv-dlq: %s: out of memory\n", where);
+        return -1;
+    }
     size_t k = 0;
     const char *name;
     const void *value;

@@ -379,6 +379,10 @@ int main(int argc, char **argv)
 
     int at_end = 0; /* partitions that reported their end since their last record */
     char *eof = calloc((size_t)parts->cnt, 1);
+    if (!eof) {
+        fprintf(stderr, "cv-tail: out of memory\n");
+        goto cleanup;
+    }
     status = 0;
     while (!stop && count != 0 && (follow || at_end < parts->cnt)) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 500);

@@ -17,13 +17,9 @@ static const struct cv_service_def audit_service = {
     .consumes = consumes,
     .default_http_port = "8084",
     .default_database_url = "postgresql://postgres@127.0.0.1:5432/conveyor_audit",
-    .routes = routes,
-    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    CV_SERVICE_ROUTES(routes),
     .on_event = audit_on_event,
     .raw = 1,
 };
 
-int main(int argc, char **argv)
-{
-    return cv_service_main(&audit_service, argc, argv);
-}
+CV_SERVICE_MAIN(audit_service)

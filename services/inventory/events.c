@@ -57,15 +57,8 @@ static int reservation_status(PGconn *conn, const char *order_id, char status[16
                               struct cv_db_err *err)
 {
     const char *params[] = {order_id};
-    PGresult *res = cv_db_query(
-        conn, "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE", 1, params, err);
-    if (!res)
-        return -1;
-    status[0] = '\0';
-    if (PQntuples(res) == 1)
-        snprintf(status, 16, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return 0;
+    return cv_db_query_text(conn, "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE",
+                            1, params, status, 16, err);
 }
 
 /* Records the first decision for order_id; 1 if this call made it, 0 if one existed (made by
@@ -74,30 +67,34 @@ static int record_decision(PGconn *conn, const char *order_id, const char *statu
                            const json_t *items, struct cv_db_err *err)
 {
     char *text = json_dumps(items, JSON_COMPACT);
-    const char *params[] = {order_id, status, text};
-    PGresult *res = cv_db_query(conn,
-                                "INSERT INTO reservations (order_id, status, items)"
-                                " VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-                                3, params, err);
-    free(text);
-    if (!res)
+    if (!text) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        err->transient = 1;
         return -1;
-    int inserted = atoi(PQcmdTuples(res));
-    PQclear(res);
+    }
+    const char *params[] = {order_id, status, text};
+    int inserted = cv_db_exec_count(conn,
+                                    "INSERT INTO reservations (order_id, status, items)"
+                                    " VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+                                    3, params, err);
+    free(text);
     return inserted;
 }
 
-/* Moves a RESERVED reservation to status; its items into *items (caller decrefs) when it did.
- * 1 if it moved, 0 if it was not RESERVED (or is unknown), -1 with err. */
-static int leave_reserved(PGconn *conn, const char *order_id, const char *status, json_t **items,
-                          struct cv_db_err *err)
+/* Moves the order's reservation as the route says (from one of its statuses to its status); its
+ * items into *items (caller decrefs) when it did. 1 if it moved, 0 if it was in none of those
+ * statuses (or is unknown), -1 with err. */
+static int move_reservation(PGconn *conn, const struct cv_event_call *call, json_t **items,
+                            struct cv_db_err *err)
 {
-    const char *params[] = {order_id, status};
+    const char *order_id = call->order_id;
+    const char *params[] = {order_id, call->route->to, call->route->from};
     PGresult *res =
         cv_db_query(conn,
                     "UPDATE reservations SET status = $2, updated_at = now()"
-                    " WHERE order_id = $1 AND status = 'RESERVED' RETURNING items::text",
-                    2, params, err);
+                    " WHERE order_id = $1 AND status = ANY($3::text[]) RETURNING items::text",
+                    3, params, err);
     if (!res)
         return -1;
     int moved = PQntuples(res) == 1;
@@ -138,32 +135,30 @@ static int move_items(PGconn *conn, const json_t *items, const char *set_sql, st
     return 0;
 }
 
-static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *conn,
-                                              const struct cv_event *ev, const char *order_id,
-                                              char *reason, size_t reason_size)
+/* Moves the reservation as the route says and, when it moved, its items' stock between columns
+ * (set_sql, as move_stock takes it); the items into *items (caller decrefs). 1 if it moved, 0 if
+ * not, -1 with err. */
+static int move_reserved_stock(PGconn *conn, const struct cv_event_call *call, const char *set_sql,
+                               json_t **items, struct cv_db_err *err)
 {
-    if (cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
-        return CV_REJECT;
+    int moved = move_reservation(conn, call, items, err);
+    if (moved > 0 && move_items(conn, *items, set_sql, err) < 0)
+        return -1;
+    return moved;
+}
+
+/* OrderPlaced: reserves all its items or none (RESERVED or REJECTED, decided once). */
+static enum cv_handler_result on_order_placed(PGconn *conn, const struct cv_event_call *call)
+{
+    const char *order_id = call->order_id;
     struct cv_db_err err;
     char status[16];
     if (reservation_status(conn, order_id, status, &err) < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (status[0]) /* decided already (or its shipment cancelled before it was placed) */
         return CV_HANDLED;
 
-    size_t k;
-    json_t *it;
-    json_array_foreach(json_object_get(ev->data, "items"), k, it)
-    {
-        /* A SKU with a NUL byte would be read as its first part: another SKU. */
-        json_t *sku = json_object_get(it, "sku");
-        if (!json_is_string(sku) || strlen(json_string_value(sku)) != json_string_length(sku) ||
-            !cv_sku_valid(json_string_value(sku))) {
-            snprintf(reason, reason_size, "item %zu: invalid SKU", k);
-            return CV_REJECT;
-        }
-    }
-    json_t *items = items_by_sku(json_object_get(ev->data, "items"));
+    json_t *items = items_by_sku(json_object_get(call->ev->data, "items"));
     json_t *shortages = json_array();
     char why[1024] = "insufficient stock:";
     size_t why_len = strlen(why);
@@ -178,8 +173,8 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
         PGresult *res = cv_db_query(conn, "SELECT available FROM stock WHERE sku = $1 FOR UPDATE",
                                     1, params, &err);
         if (!res) {
-            result = cv_service_db_failure(&err, reason, reason_size);
-            goto out;
+            result = cv_event_db_failure(call, &err);
+            goto cleanup;
         }
         json_int_t have = PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : 0;
         int known = PQntuples(res) == 1;
@@ -200,27 +195,25 @@ static enum cv_handler_result on_order_placed(struct cv_service *svc, PGconn *co
      * since the read above, this one changes nothing. */
     int inserted = record_decision(conn, order_id, reserve ? "RESERVED" : "REJECTED", items, &err);
     if (inserted < 0) {
-        result = cv_service_db_failure(&err, reason, reason_size);
-        goto out;
+        result = cv_event_db_failure(call, &err);
+        goto cleanup;
     }
     if (!inserted)
-        goto out;
+        goto cleanup;
     if (reserve &&
         move_items(conn, items,
                    "available = available - $2::bigint, reserved = reserved + $2::bigint",
                    &err) < 0) {
-        result = cv_service_db_failure(&err, reason, reason_size);
-        goto out;
+        result = cv_event_db_failure(call, &err);
+        goto cleanup;
     }
     json_t *event = reserve ? json_pack("{s:s, s:O}", "order_id", order_id, "items", items)
                             : json_pack("{s:s, s:s, s:O}", "order_id", order_id, "reason", why,
                                         "shortages", shortages);
-    if (cv_service_emit(svc, conn, type, order_id, event, order_id, ev, NULL, &err) < 0)
-        result = cv_service_db_failure(&err, reason, reason_size);
-    else
+    result = cv_event_emit(conn, call, type, event);
+    if (result == CV_HANDLED)
         cv_log_info("order %s: %s", order_id, reserve ? "reserved" : why);
-    json_decref(event);
-out:
+cleanup:
     json_decref(items);
     json_decref(shortages);
     return result;
@@ -229,71 +222,61 @@ out:
 /* ShipmentCancelled: the goods will not leave, so a RESERVED reservation goes back to
  * available (StockReleased). A shipment cancelled before inventory saw the order is recorded
  * RELEASED, so that the order is never reserved. */
-static enum cv_handler_result on_shipment_cancelled(struct cv_service *svc, PGconn *conn,
-                                                    const struct cv_event *ev, const char *order_id,
-                                                    char *reason, size_t reason_size)
+static enum cv_handler_result on_shipment_cancelled(PGconn *conn, const struct cv_event_call *call)
 {
-    const char *why = cv_event_string(ev, "reason", reason, reason_size);
+    const char *order_id = call->order_id;
+    const char *why = cv_event_string(call->ev, "reason", call->reason, call->reason_size);
     if (!why)
         return CV_REJECT;
     struct cv_db_err err;
     json_t *none = json_array();
-    int inserted = record_decision(conn, order_id, "RELEASED", none, &err);
+    int inserted = record_decision(conn, order_id, call->route->to, none, &err);
     json_decref(none);
     if (inserted < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
+        return cv_event_db_failure(call, &err);
     if (inserted) {
         cv_log_info("order %s: shipment cancelled before the order was seen", order_id);
         return CV_HANDLED;
     }
     json_t *items = NULL;
-    int moved = leave_reserved(conn, order_id, "RELEASED", &items, &err);
-    if (moved <= 0)
-        return moved < 0 ? cv_service_db_failure(&err, reason, reason_size) : CV_HANDLED;
-    enum cv_handler_result result = CV_HANDLED;
-    json_t *event =
-        json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items, "reason", why);
-    if (move_items(conn, items,
-                   "available = available + $2::bigint, reserved = reserved - $2::bigint",
-                   &err) < 0 ||
-        cv_service_emit(svc, conn, "StockReleased", order_id, event, order_id, ev, NULL, &err) < 0)
-        result = cv_service_db_failure(&err, reason, reason_size);
-    else
-        cv_log_info("order %s: stock released", order_id);
-    json_decref(event);
+    int moved = move_reserved_stock(
+        conn, call, "available = available + $2::bigint, reserved = reserved - $2::bigint", &items,
+        &err);
+    json_t *event = moved > 0 ? json_pack("{s:s, s:O, s:s}", "order_id", order_id, "items", items,
+                                          "reason", why)
+                              : NULL;
     json_decref(items);
+    if (moved <= 0)
+        return moved < 0 ? cv_event_db_failure(call, &err) : CV_HANDLED;
+    enum cv_handler_result result = cv_event_emit(conn, call, "StockReleased", event);
+    if (result == CV_HANDLED)
+        cv_log_info("order %s: stock released", order_id);
     return result;
 }
 
 /* ShipmentDispatched: the reserved units left (reserved -> shipped), once. */
-static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const struct cv_event *ev,
-                                                     const char *order_id, char *reason,
-                                                     size_t reason_size)
+static enum cv_handler_result on_shipment_dispatched(PGconn *conn, const struct cv_event_call *call)
 {
-    if (cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
-        return CV_REJECT;
+    const char *order_id = call->order_id;
     struct cv_db_err err;
     json_t *items = NULL;
-    int moved = leave_reserved(conn, order_id, "SHIPPED", &items, &err);
+    int moved = move_reserved_stock(
+        conn, call, "reserved = reserved - $2::bigint, shipped = shipped + $2::bigint", &items,
+        &err);
+    json_decref(items);
     if (moved < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
-    if (!moved) {
+        return cv_event_db_failure(call, &err);
+    if (moved)
+        cv_log_info("order %s: stock shipped", order_id);
+    else {
         char status[16];
         if (reservation_status(conn, order_id, status, &err) < 0)
-            return cv_service_db_failure(&err, reason, reason_size);
-        if (strcmp(status, "SHIPPED") != 0)
+            return cv_event_db_failure(call, &err);
+        if (strcmp(status, call->route->to) != 0)
             cv_log_warn("order %s dispatched while its reservation is %s", order_id,
                         status[0] ? status : "unknown");
-        return CV_HANDLED;
     }
-    enum cv_handler_result result = CV_HANDLED;
-    if (move_items(conn, items, "reserved = reserved - $2::bigint, shipped = shipped + $2::bigint",
-                   &err) < 0)
-        result = cv_service_db_failure(&err, reason, reason_size);
-    else
-        cv_log_info("order %s: stock shipped", order_id);
-    json_decref(items);
-    return result;
+    return CV_HANDLED;
 }
 
 int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,
@@ -339,24 +322,18 @@ int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_eve
     return rc;
 }
 
+/* Release 1's OrderCancelled is not acted on: the release follows ShipmentCancelled, which
+ * shipping emits for it as for OrderCancellationRequested. */
+static const struct cv_event_route routes[] = {
+    {"OrderPlaced", on_order_placed, NULL, NULL, "items"}, /* RESERVED or REJECTED, once */
+    {"ShipmentCancelled", on_shipment_cancelled, "RELEASED", "{RESERVED}", NULL},
+    {"ShipmentDispatched", on_shipment_dispatched, "SHIPPED", "{RESERVED}", "items"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,
                                           const struct cv_event *ev, char *reason,
                                           size_t reason_size)
 {
-    /* Release 1's OrderCancelled is not acted on: the release follows ShipmentCancelled,
-     * which shipping emits for it as for OrderCancellationRequested. */
-    int placed = strcmp(ev->type, "OrderPlaced") == 0;
-    int cancelled = strcmp(ev->type, "ShipmentCancelled") == 0;
-    int dispatched = strcmp(ev->type, "ShipmentDispatched") == 0;
-    if (!placed && !cancelled && !dispatched)
-        return CV_HANDLED;
-    const char *order_id = cv_event_order_id(ev, reason, reason_size);
-    if (!order_id)
-        return CV_REJECT;
-    cv_log_set_context(order_id, ev->event_id);
-    if (placed)
-        return on_order_placed(svc, conn, ev, order_id, reason, reason_size);
-    if (cancelled)
-        return on_shipment_cancelled(svc, conn, ev, order_id, reason, reason_size);
-    return on_shipment_dispatched(conn, ev, order_id, reason, reason_size);
+    return cv_event_dispatch(routes, NULL, svc, conn, ev, reason, reason_size);
 }

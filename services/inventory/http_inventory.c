@@ -51,7 +51,7 @@ static int check_if_match(struct cv_http_response *resp, PGconn *conn, const cha
 {
     struct cv_db_err err;
     long long version;
-    int found = inventory_lock_version(conn, sku, &version, &err);
+    int found = inventory_store_lock_version(conn, sku, &version, &err);
     if (found < 0) {
         cv_service_reply_db_error(resp, &err);
         return -1;
@@ -79,40 +79,31 @@ static int check_if_match(struct cv_http_response *resp, PGconn *conn, const cha
 
 void inventory_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    long limit;
-    const char *after = cv_http_query(req, "after");
-    if (cv_service_query_int(req, resp, "limit", 100, 1, 1000, &limit) < 0)
+    struct inventory_page_query q = {.after = cv_http_query(req, "after")};
+    if (cv_service_query_int(req, resp, "limit", 100, 1, 1000, &q.limit) < 0)
         return;
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    json_t *page = inventory_page(conn, after, limit, &err);
-    cv_service_db_release(svc, conn);
-    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
+    cv_service_reply_read(app, resp, inventory_store_page, &q, NULL, NULL);
+}
+
+/* A SKU, and where its row's version goes. */
+struct stock_query {
+    const char *sku;
+    long long *version;
+};
+
+static json_t *read_stock(PGconn *conn, const void *query, int *found, struct cv_db_err *err)
+{
+    const struct stock_query *q = query;
+    return inventory_store_get(conn, q->sku, q->version, found, err);
 }
 
 void inventory_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    const char *sku = cv_http_path_param(req, "sku");
-    if (!cv_sku_valid(sku)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    int found;
     long long version = 0;
-    json_t *item = inventory_get(conn, sku, &version, &found, &err);
-    cv_service_db_release(svc, conn);
-    if (found <= 0) {
-        cv_service_reply_lookup(resp, item, found, &err, "SKU", "sku");
+    struct stock_query q = {cv_service_path_key(req, resp, "sku", cv_sku_valid, "SKU"), &version};
+    json_t *item = q.sku ? cv_service_read(app, resp, read_stock, &q, "SKU", "sku") : NULL;
+    if (!item)
         return;
-    }
     /* A client holding the current version gets 304 without the body (weak comparison, and a
      * malformed header counts as no match, RFC 9110 section 13.1.2). */
     const char *if_none_match = cv_http_header(req, "If-None-Match");
@@ -127,6 +118,62 @@ void inventory_http_get(struct cv_http_request *req, struct cv_http_response *re
     reply_stock(resp, item, version);
 }
 
+/* A write's request: If-Match and the JSON body, which fields reads into the handler's own
+ * struct. */
+struct stock_write {
+    const char *if_match;
+    json_t *body;
+};
+
+/* Starts a write to a SKU: the If-Match header, the JSON body read by fields into out (400
+ * titled title when it fails), then a pooled connection. The connection, or NULL after
+ * replying (nothing to end then); end it with write_end. */
+static PGconn *write_begin(struct cv_service *svc, struct cv_http_request *req,
+                           struct cv_http_response *resp, const char *title,
+                           int (*fields)(const json_t *body, void *out, struct cv_json_err *jerr),
+                           void *out, struct stock_write *w)
+{
+    w->body = NULL;
+    if (if_match_header(req, resp, &w->if_match) < 0 || !(w->body = cv_http_json_body(req, resp)))
+        return NULL;
+    struct cv_json_err jerr;
+    PGconn *conn = NULL;
+    if (fields(w->body, out, &jerr) < 0)
+        cv_http_reply_problem(resp, 400, title, jerr.detail, jerr.field);
+    else
+        conn = cv_service_db_acquire(svc, resp);
+    if (!conn)
+        json_decref(w->body);
+    return conn;
+}
+
+/* Ends a write write_begin started: rolls back what was not committed, gives the connection
+ * back. */
+static void write_end(struct cv_service *svc, PGconn *conn, struct stock_write *w)
+{
+    cv_db_rollback(conn);
+    cv_service_db_release(svc, conn);
+    json_decref(w->body);
+}
+
+/* A PUT's body: {"name"?: 1..200 chars, "available": 0..MAX_STOCK}. */
+struct stock_put {
+    const char *name;
+    long available;
+};
+
+static int stock_put_fields(const json_t *body, void *out, struct cv_json_err *jerr)
+{
+    static const char *const fields[] = {"name", "available", NULL};
+    struct stock_put *put = out;
+    put->name = NULL;
+    return cv_json_only_fields(body, "", fields, jerr) < 0 ||
+                   cv_json_get_string(body, "name", 1, 200, 0, &put->name, jerr) < 0 ||
+                   cv_json_get_int(body, "available", 0, MAX_STOCK, 1, &put->available, jerr) < 0
+               ? -1
+               : 0;
+}
+
 void inventory_http_put(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
@@ -136,28 +183,11 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
                               "sku");
         return;
     }
-    const char *if_match;
-    if (if_match_header(req, resp, &if_match) < 0)
+    struct stock_write w;
+    struct stock_put put;
+    PGconn *conn = write_begin(svc, req, resp, "Invalid stock", stock_put_fields, &put, &w);
+    if (!conn)
         return;
-    json_t *body = cv_http_json_body(req, resp);
-    if (!body)
-        return;
-    static const char *const fields[] = {"name", "available", NULL};
-    struct cv_json_err jerr;
-    const char *name = NULL;
-    long available;
-    if (cv_json_only_fields(body, "", fields, &jerr) < 0 ||
-        cv_json_get_string(body, "name", 1, 200, 0, &name, &jerr) < 0 ||
-        cv_json_get_int(body, "available", 0, MAX_STOCK, 1, &available, &jerr) < 0) {
-        cv_http_reply_problem(resp, 400, "Invalid stock", jerr.detail, jerr.field);
-        json_decref(body);
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn) {
-        json_decref(body);
-        return;
-    }
     struct cv_db_err err;
     int found;
     long long version = 0;
@@ -168,10 +198,10 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
     }
     /* The check and the write under one row lock: of concurrent PUTs with the same ETag, one
      * wins and the others find the version it left. */
-    if (if_match && check_if_match(resp, conn, sku, if_match, 0) < 0)
+    if (w.if_match && check_if_match(resp, conn, sku, w.if_match, 0) < 0)
         goto cleanup;
-    if (inventory_set_available(svc, conn, sku, name, available, &err) < 0 ||
-        !(item = inventory_get(conn, sku, &version, &found, &err)) ||
+    if (inventory_store_set_available(svc, conn, sku, put.name, put.available, &err) < 0 ||
+        !(item = inventory_store_get(conn, sku, &version, &found, &err)) ||
         cv_db_commit(conn, &err) < 0) {
         json_decref(item);
         cv_service_reply_db_error(resp, &err);
@@ -179,9 +209,7 @@ void inventory_http_put(struct cv_http_request *req, struct cv_http_response *re
     }
     reply_stock(resp, item, version);
 cleanup:
-    cv_db_rollback(conn);
-    cv_service_db_release(svc, conn);
-    json_decref(body);
+    write_end(svc, conn, &w);
 }
 
 /* Answers a retry of an adjustment recorded under key: 200 with the stock it left and its ETag
@@ -193,7 +221,7 @@ static int replay_adjustment(struct cv_http_response *resp, PGconn *conn, const 
     struct cv_db_err err;
     int found;
     long long version = 0;
-    json_t *done = inventory_find_adjustment(conn, key, &version, &found, &err);
+    json_t *done = inventory_store_find_adjustment(conn, key, &version, &found, &err);
     if (found < 0) {
         cv_service_reply_db_error(resp, &err);
         return -1;
@@ -215,17 +243,21 @@ static int replay_adjustment(struct cv_http_response *resp, PGconn *conn, const 
     return 1;
 }
 
-/* Validates an adjustment's body: {"delta": non-zero integer, "reason": 1..256 chars}. 0, or -1
- * with jerr. */
-static int adjustment_fields(const json_t *body, long *delta, const char **reason,
-                             struct cv_json_err *jerr)
+/* An adjustment's body: {"delta": non-zero integer, "reason": 1..256 chars}. */
+struct stock_adjust {
+    long delta;
+    const char *reason;
+};
+
+static int adjustment_fields(const json_t *body, void *out, struct cv_json_err *jerr)
 {
     static const char *const fields[] = {"delta", "reason", NULL};
+    struct stock_adjust *adj = out;
     if (cv_json_only_fields(body, "", fields, jerr) < 0 ||
-        cv_json_get_int(body, "delta", -MAX_STOCK, MAX_STOCK, 1, delta, jerr) < 0 ||
-        cv_json_get_string(body, "reason", 1, MAX_REASON_LEN, 1, reason, jerr) < 0)
+        cv_json_get_int(body, "delta", -MAX_STOCK, MAX_STOCK, 1, &adj->delta, jerr) < 0 ||
+        cv_json_get_string(body, "reason", 1, MAX_REASON_LEN, 1, &adj->reason, jerr) < 0)
         return -1;
-    if (*delta == 0)
+    if (adj->delta == 0)
         return cv_json_error_set(jerr, "delta", "expected a non-zero integer in %ld..%ld",
                                  -MAX_STOCK, MAX_STOCK);
     return 0;
@@ -234,36 +266,22 @@ static int adjustment_fields(const json_t *body, long *delta, const char **reaso
 void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
-    const char *sku = cv_http_path_param(req, "sku");
-    if (!cv_sku_valid(sku)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such SKU", "sku");
+    const char *sku = cv_service_path_key(req, resp, "sku", cv_sku_valid, "SKU");
+    if (!sku)
         return;
-    }
     const char *key = cv_http_header(req, "Idempotency-Key");
     if (key && (key[0] == '\0' || strlen(key) > MAX_KEY_LEN)) {
         cv_http_reply_problem(resp, 400, "Bad Request", "expected 1 to 128 characters",
                               "Idempotency-Key");
         return;
     }
-    const char *if_match;
-    if (if_match_header(req, resp, &if_match) < 0)
+    struct stock_write w;
+    struct stock_adjust adj;
+    PGconn *conn = write_begin(svc, req, resp, "Invalid adjustment", adjustment_fields, &adj, &w);
+    if (!conn)
         return;
-    json_t *body = cv_http_json_body(req, resp);
-    if (!body)
-        return;
-    struct cv_json_err jerr;
-    long delta;
-    const char *reason;
-    if (adjustment_fields(body, &delta, &reason, &jerr) < 0) {
-        cv_http_reply_problem(resp, 400, "Invalid adjustment", jerr.detail, jerr.field);
-        json_decref(body);
-        return;
-    }
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn) {
-        json_decref(body);
-        return;
-    }
+    long delta = adj.delta;
+    const char *reason = adj.reason;
     struct cv_db_err err;
     struct inventory_adjustment done = {0};
     char detail[160];
@@ -275,9 +293,9 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
         cv_service_reply_db_error(resp, &err);
         goto cleanup;
     }
-    if (if_match && check_if_match(resp, conn, sku, if_match, 1) < 0)
+    if (w.if_match && check_if_match(resp, conn, sku, w.if_match, 1) < 0)
         goto cleanup;
-    switch (inventory_adjust(svc, conn, sku, delta, MAX_STOCK, reason, key, &done, &err)) {
+    switch (inventory_store_adjust(svc, conn, sku, delta, MAX_STOCK, reason, key, &done, &err)) {
     case INVENTORY_ADJUSTED:
         if (cv_db_commit(conn, &err) < 0) {
             json_decref(done.stock);
@@ -306,7 +324,5 @@ void inventory_http_adjust(struct cv_http_request *req, struct cv_http_response 
         break;
     }
 cleanup:
-    cv_db_rollback(conn);
-    cv_service_db_release(svc, conn);
-    json_decref(body);
+    write_end(svc, conn, &w);
 }

@@ -22,20 +22,20 @@ enum cv_handler_result inventory_on_event(struct cv_service *svc, PGconn *conn,
 int inventory_on_batch(struct cv_service *svc, PGconn *conn, const struct cv_event *const *events,
                        size_t n, struct cv_db_err *err);
 
+/* Storage (store.c). */
 /* Sets the available stock of sku (creating it; name NULL keeps the current one, or the sku for a
- * new one) and emits StockAdjusted, in the caller's transaction. Returns 0 or -1 with err
- * (stock.c). */
-int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku, const char *name,
-                            long available, struct cv_db_err *err);
+ * new one) and emits StockAdjusted, in the caller's transaction. Returns 0 or -1 with err. */
+int inventory_store_set_available(struct cv_service *svc, PGconn *conn, const char *sku,
+                                  const char *name, long available, struct cv_db_err *err);
 /* One SKU as JSON, or NULL: *found 0 if unknown, -1 on a database error (err). The row's
  * version goes to *version when version is not NULL. Caller decrefs. */
-json_t *inventory_get(PGconn *conn, const char *sku, long long *version, int *found,
-                      struct cv_db_err *err);
+json_t *inventory_store_get(PGconn *conn, const char *sku, long long *version, int *found,
+                            struct cv_db_err *err);
 /* Locks sku's stock row until the caller's transaction ends and reads its version (which every
  * write of the row moves on, see sql/002_stock_version.sql). 1, 0 if there is no such SKU, or
  * -1 with err. */
-int inventory_lock_version(PGconn *conn, const char *sku, long long *version,
-                           struct cv_db_err *err);
+int inventory_store_lock_version(PGconn *conn, const char *sku, long long *version,
+                                 struct cv_db_err *err);
 
 enum inventory_adjust_result {
     INVENTORY_ADJUST_FAILED = -1,  /* database error: see err */
@@ -54,18 +54,24 @@ struct inventory_adjustment {
 /* Adds delta (non-zero) to sku's available stock if the result stays within 0..max_available,
  * records the adjustment with its reason (under the idempotency key key when not NULL) and
  * emits StockAdjusted, all in the caller's open transaction. */
-enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn, const char *sku,
-                                              long delta, long max_available, const char *reason,
-                                              const char *key, struct inventory_adjustment *out,
-                                              struct cv_db_err *err);
+enum inventory_adjust_result inventory_store_adjust(struct cv_service *svc, PGconn *conn,
+                                                    const char *sku, long delta, long max_available,
+                                                    const char *reason, const char *key,
+                                                    struct inventory_adjustment *out,
+                                                    struct cv_db_err *err);
 /* The adjustment recorded under Idempotency-Key key as {"sku", "delta", "reason", "stock"}, with
  * the version it left in *version; NULL with *found 0 if none, -1 on a database error (err).
  * Caller decrefs. */
-json_t *inventory_find_adjustment(PGconn *conn, const char *key, long long *version, int *found,
-                                  struct cv_db_err *err);
-/* A page of SKUs in SKU order after the SKU after (NULL: from the start):
- * {"items": [...], "next"}. NULL with err. */
-json_t *inventory_page(PGconn *conn, const char *after, long limit, struct cv_db_err *err);
+json_t *inventory_store_find_adjustment(PGconn *conn, const char *key, long long *version,
+                                        int *found, struct cv_db_err *err);
+/* What GET /inventory asks for: SKUs after the SKU after (NULL: from the start), at most limit. */
+struct inventory_page_query {
+    const char *after;
+    long limit;
+};
+/* A page of SKUs in SKU order as query (a struct inventory_page_query) says:
+ * {"items": [...], "next"}; a cv_service_reader. */
+json_t *inventory_store_page(PGconn *conn, const void *query, int *found, struct cv_db_err *err);
 /* Loads the built-in catalogue when the stock table is empty (seed.c). */
 int inventory_seed(struct cv_service *svc, PGconn *conn);
 

@@ -31,14 +31,10 @@ static const struct cv_service_def inventory_service = {
     .default_http_port = "8082",
     .default_database_url = "postgresql://postgres@127.0.0.1:5432/conveyor_inventory",
     .config = config,
-    .routes = routes,
-    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    CV_SERVICE_ROUTES(routes),
     .on_event = inventory_on_event,
     .on_batch = inventory_on_batch,
     .init = inventory_init,
 };
 
-int main(int argc, char **argv)
-{
-    return cv_service_main(&inventory_service, argc, argv);
-}
+CV_SERVICE_MAIN(inventory_service)

@@ -8,14 +8,14 @@ int inventory_seed(struct cv_service *svc, PGconn *conn)
 {
     struct cv_db_err err;
     if (cv_db_begin(conn, &err) < 0)
-        goto fail;
+        goto cleanup;
     /* The lock makes replicas starting together seed once. */
     if (cv_db_exec(conn, "LOCK TABLE stock IN EXCLUSIVE MODE", 0, NULL, &err) < 0)
-        goto fail;
-    PGresult *res = cv_db_query(conn, "SELECT count(*) FROM stock", 0, NULL, &err);
+        goto cleanup;
+    PGresult *res = cv_db_query(conn, "SELECT NOT EXISTS (SELECT 1 FROM stock)", 0, NULL, &err);
     if (!res)
-        goto fail;
-    int empty = PQgetvalue(res, 0, 0)[0] == '0';
+        goto cleanup;
+    int empty = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     size_t loaded = 0;
     for (const struct cv_embedded_file *f = cv_service_seed; empty && f->path; f++) {
@@ -34,20 +34,23 @@ int inventory_seed(struct cv_service *svc, PGconn *conn)
             const char *sku = json_string_value(json_object_get(item, "sku"));
             const char *name = json_string_value(json_object_get(item, "name"));
             json_int_t available = json_integer_value(json_object_get(item, "available"));
-            if (!sku || inventory_set_available(svc, conn, sku, name, (long)available, &err) < 0) {
+            if (!sku)
+                snprintf(err.msg, sizeof(err.msg), "%s: an item without a sku", f->path);
+            if (!sku ||
+                inventory_store_set_available(svc, conn, sku, name, (long)available, &err) < 0) {
                 json_decref(items);
-                goto fail;
+                goto cleanup;
             }
             loaded++;
         }
         json_decref(items);
     }
     if (cv_db_commit(conn, &err) < 0)
-        goto fail;
+        goto cleanup;
     if (loaded)
         cv_log_info("loaded %zu SKUs of demo stock", loaded);
     return 0;
-fail:
+cleanup:
     cv_db_rollback(conn);
     cv_log_error("seeding the stock: %s", err.msg);
     return -1;

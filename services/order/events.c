@@ -9,98 +9,75 @@
  * ShipmentDelivered, with ShipmentCancellationRefused recorded beside). StockRejected does not
  * leave CANCELLING: shipping always answers a CANCELLING order, since the shipment of a
  * rejected order is cancelled too, so every arrival order of the same events ends alike. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cv/event.h"
 #include "cv/log.h"
 #include "order.h"
 
-struct transition {
-    const char *event_type;
-    const char *to;
-    const char *from; /* SQL array of the statuses it may leave */
-};
-
-static const struct transition transitions[] = {
-    {"StockReserved", "CONFIRMED", "{PENDING}"},
-    {"StockRejected", "REJECTED", "{PENDING}"},
-    {"ShipmentScheduled", "SHIPMENT_SCHEDULED", "{PENDING,CONFIRMED}"},
-    {"ShipmentDispatched", "DISPATCHED", "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED,CANCELLING}"},
-    {"ShipmentDelivered", "DELIVERED",
-     "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED,CANCELLING,DISPATCHED}"},
-};
-
-/* Applies ShipmentCancelled or ShipmentCancellationRefused: returns rows changed or -1. */
-static int apply_answer(PGconn *conn, const struct cv_event *ev, const char *order_id,
-                        const char *why, struct cv_db_err *err)
+/* Logs what a handler did to the order: changed rows, or -1 with err (the handler's result). */
+static enum cv_handler_result applied(const struct cv_event_call *call, int changed,
+                                      const struct cv_db_err *err)
 {
-    const char *params[] = {order_id, why};
-    PGresult *res;
-    if (strcmp(ev->type, "ShipmentCancelled") == 0)
-        /* Recorded once; ends a requested cancellation. A shipment cancelled for rejected
-         * stock leaves a PENDING order to StockRejected. */
-        res = cv_db_query(conn,
-                          "UPDATE orders SET shipment_cancelled = true,"
-                          " status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED'"
-                          "  ELSE status END,"
-                          " reason = CASE WHEN status = 'CANCELLING' THEN $2 ELSE reason END,"
-                          " cancellation_status = CASE WHEN status = 'CANCELLING'"
-                          "  THEN 'accepted' ELSE cancellation_status END,"
-                          " updated_at = now()"
-                          " WHERE id = $1 AND NOT shipment_cancelled"
-                          " RETURNING status,"
-                          " extract(epoch FROM clock_timestamp() - created_at)",
-                          2, params, err);
+    if (changed < 0)
+        return cv_event_db_failure(call, err);
+    if (changed)
+        cv_log_info("order %s: %s applied", call->order_id, call->ev->type);
     else
-        res = cv_db_query(conn,
-                          "UPDATE orders SET cancellation_status = 'refused',"
-                          " cancellation_reason = $2, updated_at = now()"
-                          " WHERE id = $1 AND cancellation_status = 'requested'",
-                          2, params, err);
-    if (!res)
-        return -1;
-    int changed = atoi(PQcmdTuples(res));
-    /* Only a CANCELLING order becomes CANCELLED here (the row was not shipment_cancelled). */
-    if (changed > 0 && PQnfields(res) == 2 && strcmp(PQgetvalue(res, 0, 0), "CANCELLED") == 0)
-        order_saga_observe("CANCELLED", atof(PQgetvalue(res, 0, 1)));
-    PQclear(res);
-    return changed;
+        cv_log_debug("order %s: %s changes nothing", call->order_id, call->ev->type);
+    return CV_HANDLED;
 }
+
+/* A status transition of the table: to the row's status from one of its statuses, with the
+ * event's reason when it has one (StockRejected). */
+static enum cv_handler_result on_transition(PGconn *conn, const struct cv_event_call *call)
+{
+    const char *why = json_string_value(json_object_get(call->ev->data, "reason"));
+    struct cv_db_err err;
+    int changed =
+        order_store_advance(conn, call->order_id, call->route->to, call->route->from, why, &err);
+    return applied(call, changed, &err);
+}
+
+/* Shipping's answer to a cancellation, which carries a reason, written by write. */
+static enum cv_handler_result on_answer(PGconn *conn, const struct cv_event_call *call,
+                                        int (*write)(PGconn *, const char *, const char *,
+                                                     struct cv_db_err *))
+{
+    const char *why = cv_event_string(call->ev, "reason", call->reason, call->reason_size);
+    if (!why)
+        return CV_REJECT;
+    struct cv_db_err err;
+    return applied(call, write(conn, call->order_id, why, &err), &err);
+}
+
+static enum cv_handler_result on_shipment_cancelled(PGconn *conn, const struct cv_event_call *call)
+{
+    return on_answer(conn, call, order_store_shipment_cancelled);
+}
+
+static enum cv_handler_result on_cancellation_refused(PGconn *conn,
+                                                      const struct cv_event_call *call)
+{
+    return on_answer(conn, call, order_store_cancellation_refused);
+}
+
+/* StockReleased and StockAdjusted move no order: they have no row. */
+static const struct cv_event_route routes[] = {
+    {"StockReserved", on_transition, "CONFIRMED", "{PENDING}", "items"},
+    {"StockRejected", on_transition, "REJECTED", "{PENDING}", NULL},
+    {"ShipmentScheduled", on_transition, "SHIPMENT_SCHEDULED", "{PENDING,CONFIRMED}", NULL},
+    {"ShipmentDispatched", on_transition, "DISPATCHED",
+     "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED,CANCELLING}", "items"},
+    {"ShipmentDelivered", on_transition, "DELIVERED",
+     "{PENDING,CONFIRMED,SHIPMENT_SCHEDULED,CANCELLING,DISPATCHED}", NULL},
+    {"ShipmentCancelled", on_shipment_cancelled, "CANCELLED", "{CANCELLING}", NULL},
+    /* The cancellation (not the order) leaves 'requested' for 'refused'. */
+    {"ShipmentCancellationRefused", on_cancellation_refused, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 enum cv_handler_result order_on_event(struct cv_service *svc, PGconn *conn,
                                       const struct cv_event *ev, char *reason, size_t reason_size)
 {
-    const struct transition *t = NULL;
-    for (size_t i = 0; i < sizeof(transitions) / sizeof(transitions[0]); i++)
-        if (strcmp(ev->type, transitions[i].event_type) == 0)
-            t = &transitions[i];
-    int answer = strcmp(ev->type, "ShipmentCancelled") == 0 ||
-                 strcmp(ev->type, "ShipmentCancellationRefused") == 0;
-    if (!t && !answer)
-        return CV_HANDLED; /* StockReleased, StockAdjusted: no status */
-
-    const char *order_id = cv_event_order_id(ev, reason, reason_size);
-    if (!order_id)
-        return CV_REJECT;
-    if ((strcmp(ev->type, "StockReserved") == 0 || strcmp(ev->type, "ShipmentDispatched") == 0) &&
-        cv_event_items_valid(ev, "items", 1, reason, reason_size) < 0)
-        return CV_REJECT;
-    cv_log_set_context(order_id, ev->event_id);
-    const char *why = json_string_value(json_object_get(ev->data, "reason"));
-    if (answer && !why) {
-        snprintf(reason, reason_size, "%s without reason", ev->type);
-        return CV_REJECT;
-    }
-    struct cv_db_err err;
-    int changed = answer ? apply_answer(conn, ev, order_id, why, &err)
-                         : order_store_advance(conn, order_id, t->to, t->from, why, &err);
-    if (changed < 0)
-        return cv_service_db_failure(&err, reason, reason_size);
-    if (changed)
-        cv_log_info("order %s: %s applied", order_id, ev->type);
-    else
-        cv_log_debug("order %s: %s changes nothing", order_id, ev->type);
-    return CV_HANDLED;
+    return cv_event_dispatch(routes, NULL, svc, conn, ev, reason, reason_size);
 }

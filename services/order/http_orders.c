@@ -185,24 +185,43 @@ static int order_owned(const struct cv_http_request *req, const json_t *order)
     return who == NULL || (owner && strcmp(owner, who->sub) == 0);
 }
 
-/* Replies 404 "no such order" unless order id exists and belongs to the caller (another
- * customer's order is not revealed to exist). 0 when it does, -1 after replying. */
+/* What a customer may read: order id when it is the caller's (order_owned). */
+struct owned_order {
+    const char *id;
+    const struct cv_http_request *req;
+};
+
+/* A cv_service_reader of a struct owned_order: another customer's order reads as none (it is
+ * not revealed to exist). */
+static json_t *read_owned_order(PGconn *conn, const void *query, int *found, struct cv_db_err *err)
+{
+    const struct owned_order *q = query;
+    json_t *order = order_store_get(conn, q->id, found, err);
+    if (order && !order_owned(q->req, order)) {
+        json_decref(order);
+        *found = 0;
+        return NULL;
+    }
+    return order;
+}
+
+/* Replies 404 "no such order" unless order id exists and belongs to the caller. 0 when it
+ * does, -1 after replying. */
 static int order_check_owner(struct cv_http_request *req, struct cv_http_response *resp,
                              PGconn *conn, const char *id)
 {
     if (cv_http_principal(req) == NULL)
         return 0;
+    struct owned_order q = {id, req};
     struct cv_db_err err;
-    int found = 0;
-    json_t *order = order_store_get(conn, id, &found, &err);
-    if (found > 0 && !order_owned(req, order))
-        found = 0;
-    json_decref(order);
-    if (found <= 0) {
-        cv_service_reply_lookup(resp, NULL, found, &err, "order", "id");
-        return -1;
+    int found;
+    json_t *order = read_owned_order(conn, &q, &found, &err);
+    if (found > 0) {
+        json_decref(order);
+        return 0;
     }
-    return 0;
+    cv_service_reply_lookup(resp, NULL, found, &err, "order", "id");
+    return -1;
 }
 
 void order_http_create(struct cv_http_request *req, struct cv_http_response *resp, void *app)
@@ -240,7 +259,7 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
         return;
     }
     if (idem_key && replay_idempotent(conn, idem_key, request, resp) != 0)
-        goto out;
+        goto cleanup;
 
     char id[37];
     cv_uuid_v4(id);
@@ -251,16 +270,16 @@ void order_http_create(struct cv_http_request *req, struct cv_http_response *res
         /* The same key in a concurrent request won the race: answer as a replay. */
         if (idem_key && strcmp(err.sqlstate, "23505") == 0 &&
             replay_idempotent(conn, idem_key, request, resp) != 0)
-            goto out;
+            goto cleanup;
         cv_service_reply_db_error(resp, &err);
-        goto out;
+        goto cleanup;
     }
     cv_log_info("order %s placed", id);
     char location[64];
     snprintf(location, sizeof(location), "/orders/%s", id);
     cv_http_reply_header(resp, "Location", location);
     cv_http_reply_json(resp, 201, order);
-out:
+cleanup:
     cv_log_set_context(NULL, NULL);
     cv_service_db_release(svc, conn);
     json_decref(request);
@@ -321,21 +340,13 @@ static void order_wait_step(struct cv_http_request *req, struct cv_http_response
     struct cv_service *svc = app;
     struct order_wait *w = cv_http_state(req);
     uint64_t mark = cv_service_wait_mark(svc);
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
+    struct owned_order q = {w->id, req};
+    json_t *order = cv_service_read(svc, resp, read_owned_order, &q, "order", "id");
+    if (!order)
         return;
-    struct cv_db_err err;
-    int found;
-    json_t *order = order_store_get(conn, w->id, &found, &err);
-    cv_service_db_release(svc, conn);
-    if (order && !order_owned(req, order)) { /* another customer's: as if there were none */
-        json_decref(order);
-        order = NULL;
-        found = 0;
-    }
-    if (!order || !w->wait_for || status_in(order, w->wait_for) ||
-        cv_monotonic_ms() >= w->deadline_ms || cv_service_stopping(svc) || cv_http_draining(req)) {
-        cv_service_reply_lookup(resp, order, found, &err, "order", "id");
+    if (!w->wait_for || status_in(order, w->wait_for) || cv_monotonic_ms() >= w->deadline_ms ||
+        cv_service_stopping(svc) || cv_http_draining(req)) {
+        cv_http_reply_json(resp, 200, order);
         return;
     }
     json_decref(order);
@@ -344,11 +355,9 @@ static void order_wait_step(struct cv_http_request *req, struct cv_http_response
 
 void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    const char *id = cv_http_path_param(req, "id");
-    if (!cv_uuid_valid(id)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such order", "id");
+    const char *id = cv_service_path_key(req, resp, "id", cv_uuid_valid, "order");
+    if (!id)
         return;
-    }
     json_t *wait_for = NULL;
     long timeout_ms = 0;
     const char *wait_text = cv_http_query(req, "wait_for");
@@ -373,32 +382,22 @@ void order_http_get(struct cv_http_request *req, struct cv_http_response *resp, 
 
 void order_http_list(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
-    struct cv_service *svc = app;
-    const char *status = cv_http_query(req, "status");
-    const char *customer = cv_http_query(req, "customer_id");
+    struct order_page_query q = {.status = cv_http_query(req, "status"),
+                                 .customer_id = cv_http_query(req, "customer_id")};
     const struct cv_http_principal *who = cv_http_principal(req);
-    if (who && customer && strcmp(customer, who->sub) != 0) {
+    if (who && q.customer_id && strcmp(q.customer_id, who->sub) != 0) {
         cv_http_reply_problem(resp, 403, NULL, "a customer lists only its own orders",
                               "customer_id");
         return;
     }
     if (who)
-        customer = who->sub;
-    long limit, after;
-    if (status && !order_status_valid(status)) {
+        q.customer_id = who->sub;
+    if (q.status && !order_status_valid(q.status)) {
         cv_http_reply_problem(resp, 400, "Bad Request", "unknown order status", "status");
         return;
     }
-    if (cv_service_query_int(req, resp, "limit", 50, 1, 500, &limit) < 0 ||
-        cv_service_query_int(req, resp, "after", 0, 0, INT64_MAX / 2, &after) < 0)
-        return;
-    PGconn *conn = cv_service_db_acquire(svc, resp);
-    if (!conn)
-        return;
-    struct cv_db_err err;
-    json_t *page = order_store_page(conn, status, customer, after, limit, &err);
-    cv_service_db_release(svc, conn);
-    cv_service_reply_lookup(resp, page, page ? 1 : -1, &err, NULL, NULL);
+    if (cv_service_query_page(req, resp, &q.after, &q.limit) == 0)
+        cv_service_reply_read(app, resp, order_store_page, &q, NULL, NULL);
 }
 
 /* POST /orders/{id}/cancel: records the request (CANCELLING) and emits
@@ -407,11 +406,9 @@ void order_http_list(struct cv_http_request *req, struct cv_http_response *resp,
 void order_http_cancel(struct cv_http_request *req, struct cv_http_response *resp, void *app)
 {
     struct cv_service *svc = app;
-    const char *id = cv_http_path_param(req, "id");
-    if (!cv_uuid_valid(id)) {
-        cv_http_reply_problem(resp, 404, "Not Found", "no such order", "id");
+    const char *id = cv_service_path_key(req, resp, "id", cv_uuid_valid, "order");
+    if (!id)
         return;
-    }
     PGconn *conn = cv_service_db_acquire(svc, resp);
     if (!conn)
         return;
@@ -432,7 +429,7 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
     if (changed < 0 || rc < 0 || cv_db_commit(conn, &err) < 0) {
         cv_db_rollback(conn);
         cv_service_reply_db_error(resp, &err);
-        goto out;
+        goto cleanup;
     }
     json_t *order = order_store_get(conn, id, &found, &err);
     const char *status = json_string_value(json_object_get(order, "status"));
@@ -450,7 +447,7 @@ void order_http_cancel(struct cv_http_request *req, struct cv_http_response *res
             cv_log_info("order %s: cancellation requested", id);
         cv_http_reply_json(resp, 202, order);
     }
-out:
+cleanup:
     json_decref(event);
     cv_log_set_context(NULL, NULL);
     cv_service_db_release(svc, conn);

@@ -17,8 +17,7 @@ static const struct cv_service_def order_service = {
     .consumes = consumes,
     .default_http_port = "8081",
     .default_database_url = "postgresql://postgres@127.0.0.1:5432/conveyor_order",
-    .routes = routes,
-    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    CV_SERVICE_ROUTES(routes),
     .on_event = order_on_event,
     /* An Idempotency-Key protects a client's retries, long over once the retention passed. */
     .purge_sql = "DELETE FROM idempotency_keys WHERE key = ANY(ARRAY(SELECT key FROM"
@@ -28,7 +27,4 @@ static const struct cv_service_def order_service = {
     .notify_channel = "order_status", /* long polls; see sql/002_order_status_notify.sql */
 };
 
-int main(int argc, char **argv)
-{
-    return cv_service_main(&order_service, argc, argv);
-}
+CV_SERVICE_MAIN(order_service)

@@ -17,12 +17,8 @@ static const struct cv_service_def shipping_service = {
     .consumes = consumes,
     .default_http_port = "8083",
     .default_database_url = "postgresql://postgres@127.0.0.1:5432/conveyor_shipping",
-    .routes = routes,
-    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    CV_SERVICE_ROUTES(routes),
     .on_event = shipping_on_event,
 };
 
-int main(int argc, char **argv)
-{
-    return cv_service_main(&shipping_service, argc, argv);
-}
+CV_SERVICE_MAIN(shipping_service)

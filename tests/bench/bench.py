@@ -20,11 +20,17 @@ sys.path.insert(0, os.path.join(HERE, "..", "crosscheck"))
 
 from conveyor import BROKERS, PG, System, kafka_tool, psql  # noqa: E402
 
+import growth  # noqa: E402
+import scaling  # noqa: E402
+import startup  # noqa: E402
+
 DURATION = os.environ.get("BENCH_SECONDS", "8")
 SAGA_SEQUENTIAL = int(os.environ.get("BENCH_SAGA_ORDERS", "200"))
 SUSTAINED = int(os.environ.get("BENCH_SUSTAINED_ORDERS", "1000"))
-# Which parts to run, comma-separated: ceilings, post, latency, sustained, open (default all).
-PARTS = set(os.environ.get("BENCH_PARTS", "ceilings,post,latency,sustained,open").split(","))
+# Which parts to run, comma-separated: ceilings, post, latency, sustained, open, scaling,
+# growth (default all).
+PARTS = set(os.environ.get("BENCH_PARTS",
+                           "ceilings,post,latency,sustained,open,scaling,growth").split(","))
 # Open loop: orders offered at each fixed rate (per second), BENCH_OPEN_ORDERS of them per rate.
 OPEN_RATES = [float(r) for r in os.environ.get("BENCH_OPEN_RATES", "100,200").split(",") if r]
 OPEN_ORDERS = int(os.environ.get("BENCH_OPEN_ORDERS", "2000"))
@@ -210,13 +216,12 @@ def main():
     env = {"TOPIC_PREFIX": tag + ".", "INVENTORY_SEED": "false", "LOG_LEVEL": "warn"}
     system = System(tag, log_dir, {s: env for s in ("order", "inventory", "shipping", "audit")})
     system.prefix = tag + "."
-    started = time.monotonic()
-    system.start()
-    start_s = time.monotonic() - started
+    ready = startup.start_timed(system)
     try:
         system.set_stock("BENCH-1", 1_000_000_000)
         print(f"Conveyor benchmark ({os.cpu_count()} cores; wrk and pgbench {DURATION} s each)")
-        print(f"  start to ready, 4 services started together: {start_s:.2f} s (target < 1 s)")
+        print("  start to ready, 4 services started together: "
+              + ", ".join(f"{name} {s:.2f} s" for name, s in ready.items()) + " (target < 1 s)")
         print(f"  resident memory when idle: {rss(system)} (target <= 12 MiB)")
         pg_tps = http_rps = None
         if "ceilings" in PARTS:
@@ -313,6 +318,11 @@ def main():
                       f" ({slope:+.0f}/s over the second half)")
                 print_stages(before, after, f"open loop at {rate:.0f}/s")
         print(f"  resident memory after the run: {rss(system)}")
+        if "scaling" in PARTS:
+            scaling.run(system, log_dir)
+        # Last: it leaves millions of rows behind.
+        if "growth" in PARTS:
+            growth.run(system)
     finally:
         system.stop()
         system.drop()

@@ -1,5 +1,7 @@
-/* Checks of consumed events beyond their schema (cv/event.h): order ids, items, fields. */
+/* Checks of consumed events beyond their schema (cv/event.h): order ids, items, fields; and
+ * the table dispatch of a service's consumer. */
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cv/event.h"
@@ -87,6 +89,81 @@ START_TEST(test_string_field)
 }
 END_TEST
 
+/* Table dispatch: what the handler of a row saw, and a lock standing in for a row lock. */
+static const struct cv_event_route *seen_route;
+static char seen_order[40], seen_status[16];
+
+static enum cv_handler_result record_call(PGconn *conn, const struct cv_event_call *call)
+{
+    seen_route = call->route;
+    snprintf(seen_order, sizeof(seen_order), "%s", call->order_id);
+    snprintf(seen_status, sizeof(seen_status), "%s", call->status);
+    return CV_RETRY; /* a result only the handler gives */
+}
+
+static int lock_ok(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err)
+{
+    snprintf(status, 16, "LOCKED");
+    return 1;
+}
+
+static int lock_fails(PGconn *conn, const char *order_id, char status[16], struct cv_db_err *err)
+{
+    memset(err, 0, sizeof(*err));
+    snprintf(err->msg, sizeof(err->msg), "no such table");
+    return -1;
+}
+
+static const struct cv_event_route routes[] = {
+    {"OrderPlaced", record_call, NULL, NULL, "items"},
+    {"StockRejected", record_call, "REJECTED", "{PENDING}", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static enum cv_handler_result dispatch(const char *type, const char *data_json, cv_event_lock lock)
+{
+    json_t *data = json_loads(data_json, 0, NULL);
+    struct cv_event ev = event_of(type, data);
+    seen_route = NULL;
+    seen_status[0] = '\0';
+    enum cv_handler_result r =
+        cv_event_dispatch(routes, lock, NULL, NULL, &ev, reason, sizeof(reason));
+    json_decref(data);
+    return r;
+}
+
+#define ORDER "\"order_id\": \"0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70\""
+
+START_TEST(test_dispatch)
+{
+    /* A type without a row is handled, and no handler runs. */
+    ck_assert_int_eq(dispatch("StockAdjusted", "{" ORDER "}", NULL), CV_HANDLED);
+    ck_assert_ptr_null(seen_route);
+    /* The row's handler decides, with the order id, the row and the status the lock read. */
+    ck_assert_int_eq(dispatch("StockRejected", "{" ORDER "}", lock_ok), CV_RETRY);
+    ck_assert_ptr_eq(seen_route, &routes[1]);
+    ck_assert_str_eq(seen_order, "0d9e8f7a-6b5c-4d3e-8f1a-2b3c4d5e6f70");
+    ck_assert_str_eq(seen_status, "LOCKED");
+    ck_assert_int_eq(dispatch("StockRejected", "{" ORDER "}", NULL), CV_RETRY);
+    ck_assert_str_eq(seen_status, "");
+    /* Before the handler: the order id, then the items the row names. */
+    ck_assert_int_eq(dispatch("StockRejected", "{\"order_id\": \"x\"}", lock_ok), CV_REJECT);
+    ck_assert_str_eq(reason, "StockRejected has a malformed order_id");
+    ck_assert_ptr_null(seen_route);
+    ck_assert_int_eq(dispatch("OrderPlaced", "{" ORDER ", \"items\": []}", NULL), CV_REJECT);
+    ck_assert_str_eq(reason, "OrderPlaced has no items");
+    ck_assert_ptr_null(seen_route);
+    ck_assert_int_eq(dispatch("OrderPlaced",
+                              "{" ORDER ", \"items\": [{\"sku\": \"A\", \"quantity\": 1}]}", NULL),
+                     CV_RETRY);
+    ck_assert_ptr_eq(seen_route, &routes[0]);
+    /* A lock that fails with a permanent error rejects the event, before the handler. */
+    ck_assert_int_eq(dispatch("StockRejected", "{" ORDER "}", lock_fails), CV_REJECT);
+    ck_assert_str_eq(reason, "database: no such table");
+    ck_assert_ptr_null(seen_route);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("event checks");
@@ -94,6 +171,7 @@ int main(void)
     tcase_add_test(tc, test_order_id);
     tcase_add_test(tc, test_items);
     tcase_add_test(tc, test_string_field);
+    tcase_add_test(tc, test_dispatch);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -3,6 +3,7 @@
 #ifndef CV_DB_H
 #define CV_DB_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 
@@ -99,6 +100,27 @@ int cv_db_pool_ping(struct cv_db_pool *pool, int timeout_ms, struct cv_db_err *e
 
 /* Whether an error of SQLSTATE state is worth retrying (see struct cv_db_err). */
 int cv_db_sqlstate_transient(const char *state);
+
+/* SQL of a timestamp column col as the services' JSON shows times: "2026-01-31T12:00:00.000Z". */
+#define CV_DB_JSON_TIME(col)                                                                       \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* Runs a query that selects at most one row whose first column is JSON text (a
+ * json_build_object(...)::text) and returns it parsed, or NULL: *found 0 when there is no row,
+ * -1 with err on a database error or unreadable JSON. When column1 is not NULL the row's second
+ * column (an integer such as a row version) goes there. Caller decrefs. */
+json_t *cv_db_query_json(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                         long long *column1, int *found, struct cv_db_err *err);
+
+/* Runs a query that selects at most one row and copies its first column into out (out_size
+ * bytes, truncated), "" when there is no row. 1 (a row), 0 (none), or -1 with err. */
+int cv_db_query_text(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     char *out, size_t out_size, struct cv_db_err *err);
+
+/* Runs a statement (a conditional INSERT, UPDATE or DELETE) and returns the rows it changed, or
+ * -1 with err. */
+int cv_db_exec_count(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     struct cv_db_err *err);
 
 /* Fills err from a failed result (res may be NULL) of conn. */
 void cv_db_err_set(struct cv_db_err *err, PGconn *conn, const PGresult *res);

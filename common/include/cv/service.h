@@ -79,6 +79,15 @@ struct cv_service_def {
 /* Runs the service until SIGTERM or SIGINT. Returns the process exit status. */
 int cv_service_main(const struct cv_service_def *def, int argc, char **argv);
 
+/* A service's main.c: .routes and .nroutes of a cv_service_def from an array of routes, and the
+ * main function that runs the service def. */
+#define CV_SERVICE_ROUTES(array) .routes = (array), .nroutes = sizeof(array) / sizeof((array)[0])
+#define CV_SERVICE_MAIN(def)                                                                       \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        return cv_service_main(&(def), argc, argv);                                                \
+    }
+
 const struct cv_config *cv_service_config(const struct cv_service *svc);
 /* Nonzero once shutdown began (long polls end early). */
 int cv_service_stopping(const struct cv_service *svc);
@@ -124,16 +133,46 @@ enum cv_handler_result cv_service_db_failure(const struct cv_db_err *err, char *
 int cv_service_query_int(struct cv_http_request *req, struct cv_http_response *resp,
                          const char *name, long def, long min, long max, long *out);
 
-/* Runs a page query: each row is (cursor text, JSON text of one item), at most limit rows.
- * Returns {key: [items], "next": the last row's cursor when the page is full, else null}, or
- * NULL with err set. */
+/* Reads the query parameters of a page by sequence cursor: limit (1 to 500, 50 when absent)
+ * and after (the previous page's next; 0, from the start, when absent). 0, or -1 after
+ * replying a 400 problem naming the parameter. */
+int cv_service_query_page(struct cv_http_request *req, struct cv_http_response *resp, long *after,
+                          long *limit);
+
+#define CV_SERVICE_PAGE_MAX_PARAMS 8
+
+/* Runs a page query: each row is (cursor text, JSON text of one item), at most limit rows;
+ * the statement takes limit as its last parameter ($nparams + 1, added here). Returns {key:
+ * [items], "next": the last row's cursor when the page is full, else null} with *found 1, or
+ * NULL with *found -1 and err set: a cv_service_reader's result. */
 json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                        long limit, const char *key, struct cv_db_err *err);
+                        long limit, const char *key, int *found, struct cv_db_err *err);
 
 /* Replies to a lookup: 200 with body when found > 0, a 404 problem ("no such <what>", naming
  * field) when found == 0, the database error err when found < 0. Takes ownership of body. */
 void cv_service_reply_lookup(struct cv_http_response *resp, json_t *body, int found,
                              const struct cv_db_err *err, const char *what, const char *field);
+
+/* The path parameter param when valid accepts it; otherwise NULL after replying 404 "no such
+ * <what>" naming param (a malformed key names nothing that exists). */
+const char *cv_service_path_key(struct cv_http_request *req, struct cv_http_response *resp,
+                                const char *param, int (*valid)(const char *), const char *what);
+
+/* A read for an HTTP handler: the JSON that query (the reader's own type) asks for, or NULL
+ * with *found 0 (there is none) or -1 (a database error in err). Caller decrefs. */
+typedef json_t *(*cv_service_reader)(PGconn *conn, const void *query, int *found,
+                                     struct cv_db_err *err);
+
+/* The read skeleton of an HTTP handler: read on a pooled connection, given back at once.
+ * Returns what it found (caller decrefs), or NULL after replying: 404 "no such <what>" naming
+ * field, the database error, or 503 without a connection. */
+json_t *cv_service_read(struct cv_service *svc, struct cv_http_response *resp,
+                        cv_service_reader read, const void *query, const char *what,
+                        const char *field);
+/* cv_service_read, then 200 with what it found. */
+void cv_service_reply_read(struct cv_service *svc, struct cv_http_response *resp,
+                           cv_service_reader read, const void *query, const char *what,
+                           const char *field);
 
 /* Replies 503 (database unavailable) or 500 for a failed database call in an HTTP handler. */
 void cv_service_reply_db_error(struct cv_http_response *resp, const struct cv_db_err *err);

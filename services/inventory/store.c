@@ -10,25 +10,16 @@
     "json_build_object('sku', sku, 'name', name, 'available', available, 'reserved', reserved,"    \
     " 'shipped', shipped)"
 
-json_t *inventory_get(PGconn *conn, const char *sku, long long *version, int *found,
-                      struct cv_db_err *err)
+json_t *inventory_store_get(PGconn *conn, const char *sku, long long *version, int *found,
+                            struct cv_db_err *err)
 {
     const char *params[] = {sku};
-    PGresult *res = cv_db_query(
-        conn, "SELECT " STOCK_JSON "::text, version FROM stock WHERE sku = $1", 1, params, err);
-    if (!res) {
-        *found = -1;
-        return NULL;
-    }
-    json_t *item = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
-    if (item && version)
-        *version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    PQclear(res);
-    *found = item != NULL;
-    return item;
+    return cv_db_query_json(conn, "SELECT " STOCK_JSON "::text, version FROM stock WHERE sku = $1",
+                            1, params, version, found, err);
 }
 
-int inventory_lock_version(PGconn *conn, const char *sku, long long *version, struct cv_db_err *err)
+int inventory_store_lock_version(PGconn *conn, const char *sku, long long *version,
+                                 struct cv_db_err *err)
 {
     const char *params[] = {sku};
     PGresult *res =
@@ -42,19 +33,18 @@ int inventory_lock_version(PGconn *conn, const char *sku, long long *version, st
     return found;
 }
 
-json_t *inventory_page(PGconn *conn, const char *after, long limit, struct cv_db_err *err)
+json_t *inventory_store_page(PGconn *conn, const void *query, int *found, struct cv_db_err *err)
 {
-    char limit_text[24];
-    snprintf(limit_text, sizeof(limit_text), "%ld", limit);
-    const char *params[] = {after, limit_text};
+    const struct inventory_page_query *q = query;
+    const char *params[] = {q->after};
     return cv_service_page(conn,
                            "SELECT sku, " STOCK_JSON "::text FROM stock"
                            " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2::int",
-                           2, params, limit, "items", err);
+                           1, params, q->limit, "items", found, err);
 }
 
-int inventory_set_available(struct cv_service *svc, PGconn *conn, const char *sku, const char *name,
-                            long available, struct cv_db_err *err)
+int inventory_store_set_available(struct cv_service *svc, PGconn *conn, const char *sku,
+                                  const char *name, long available, struct cv_db_err *err)
 {
     char avail[24];
     snprintf(avail, sizeof(avail), "%ld", available);
@@ -96,23 +86,19 @@ static int record_adjustment(PGconn *conn, const char *sku, const char *delta, c
                              struct cv_db_err *err)
 {
     const char *params[] = {sku, delta, reason, stock, version, key};
-    PGresult *res = cv_db_query(conn,
-                                "INSERT INTO stock_adjustments"
-                                " (sku, delta, reason, stock, version, idempotency_key)"
-                                " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6)"
-                                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                                6, params, err);
-    if (!res)
-        return -1;
-    int inserted = PQntuples(res) == 1;
-    PQclear(res);
-    return inserted;
+    return cv_db_exec_count(conn,
+                            "INSERT INTO stock_adjustments"
+                            " (sku, delta, reason, stock, version, idempotency_key)"
+                            " VALUES ($1, $2::bigint, $3, $4::jsonb, $5::bigint, $6)"
+                            " ON CONFLICT (idempotency_key) DO NOTHING",
+                            6, params, err);
 }
 
-enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *conn, const char *sku,
-                                              long delta, long max_available, const char *reason,
-                                              const char *key, struct inventory_adjustment *out,
-                                              struct cv_db_err *err)
+enum inventory_adjust_result inventory_store_adjust(struct cv_service *svc, PGconn *conn,
+                                                    const char *sku, long delta, long max_available,
+                                                    const char *reason, const char *key,
+                                                    struct inventory_adjustment *out,
+                                                    struct cv_db_err *err)
 {
     char delta_text[24], max_text[24];
     snprintf(delta_text, sizeof(delta_text), "%ld", delta);
@@ -170,23 +156,13 @@ enum inventory_adjust_result inventory_adjust(struct cv_service *svc, PGconn *co
     return INVENTORY_ADJUSTED;
 }
 
-json_t *inventory_find_adjustment(PGconn *conn, const char *key, long long *version, int *found,
-                                  struct cv_db_err *err)
+json_t *inventory_store_find_adjustment(PGconn *conn, const char *key, long long *version,
+                                        int *found, struct cv_db_err *err)
 {
     const char *params[] = {key};
-    PGresult *res = cv_db_query(conn,
-                                "SELECT json_build_object('sku', sku, 'delta', delta,"
-                                " 'reason', reason, 'stock', stock)::text, version"
-                                " FROM stock_adjustments WHERE idempotency_key = $1",
-                                1, params, err);
-    if (!res) {
-        *found = -1;
-        return NULL;
-    }
-    json_t *adjustment = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
-    if (adjustment)
-        *version = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    PQclear(res);
-    *found = adjustment != NULL;
-    return adjustment;
+    return cv_db_query_json(conn,
+                            "SELECT json_build_object('sku', sku, 'delta', delta,"
+                            " 'reason', reason, 'stock', stock)::text, version"
+                            " FROM stock_adjustments WHERE idempotency_key = $1",
+                            1, params, version, found, err);
 }
