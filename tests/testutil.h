@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cv/util.h"
+#include "runner.h"
 
 static inline const char *tu_env(const char *name, const char *def)
 {

@@ -184,13 +184,19 @@ static int status_transient(long status)
     return status >= 500 || status == 408 || status == 429;
 }
 
-/* errstr for an HTTP error answer: the registry's own message when it gave one. */
-static void answer_error(const char *what, long status, const json_t *reply, char *errstr,
-                         size_t errstr_size)
+/* errstr for an answer without the field asked for: the registry's own message when it gave
+ * one. Returns whether to try again (a 200 without the field, or a transient status). */
+static int unusable_answer(const char *what, long status, const json_t *reply, const char *field,
+                           char *errstr, size_t errstr_size)
 {
+    if (status == 200) {
+        snprintf(errstr, errstr_size, "%s: the answer has no %s", what, field);
+        return 1;
+    }
     const char *msg = json_string_value(json_object_get(reply, "message"));
     snprintf(errstr, errstr_size, "%s: HTTP %ld%s%s", what, status, msg ? ": " : "",
              msg ? msg : "");
+    return status_transient(status);
 }
 
 /* %-encodes a subject for a URL path (topics and full names are [A-Za-z0-9._-], but say so
@@ -253,11 +259,7 @@ int cv_avro_registry_register(struct cv_avro_registry *reg, const char *subject,
         json_integer_value(jid) > UINT32_MAX) {
         char what[900];
         snprintf(what, sizeof(what), "registering %s", subject);
-        if (status == 200)
-            snprintf(errstr, errstr_size, "%s: the answer has no id", what);
-        else
-            answer_error(what, status, reply, errstr, errstr_size);
-        *transient = status == 200 || status_transient(status);
+        *transient = unusable_answer(what, status, reply, "id", errstr, errstr_size);
         goto cleanup;
     }
     uint32_t new_id = (uint32_t)json_integer_value(jid), old_id;
@@ -298,11 +300,7 @@ const struct cv_schema *cv_avro_registry_lookup(struct cv_avro_registry *reg, ui
     if (status != 200 || !text) {
         char what[64];
         snprintf(what, sizeof(what), "schema id %u", id);
-        if (status == 200)
-            snprintf(errstr, errstr_size, "%s: the answer has no schema", what);
-        else
-            answer_error(what, status, reply, errstr, errstr_size);
-        *transient = status == 200 || status_transient(status);
+        *transient = unusable_answer(what, status, reply, "schema", errstr, errstr_size);
         goto cleanup;
     }
     const char *type = json_string_value(json_object_get(reply, "schemaType"));

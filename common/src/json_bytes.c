@@ -43,15 +43,19 @@ json_t *cv_json_bytes(const void *bytes, size_t len)
     return v;
 }
 
-/* The string with each NUL replaced by the six characters \u0000. */
-static json_t *escaped_string(const char *s, size_t len)
+/* Replaces, in the string v itself, each NUL by the six characters \u0000. 1 if it changed,
+ * 0 if it holds no NUL (or memory ran out: it is left as it was). */
+static size_t escape_string(json_t *v)
 {
-    size_t nul = 0;
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v), nul = 0;
     for (size_t i = 0; i < len; i++)
         nul += s[i] == '\0';
+    if (nul == 0)
+        return 0;
     char *out = malloc(len + nul * 5 + 1);
     if (!out)
-        return NULL;
+        return 0;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '\0') {
@@ -61,38 +65,26 @@ static json_t *escaped_string(const char *s, size_t len)
             out[o++] = s[i];
         }
     }
-    json_t *v = json_stringn(out, o);
+    int rc = json_string_setn(v, out, o);
     free(out);
-    return v;
+    return rc == 0;
 }
 
 size_t cv_json_escape_nul(json_t *value)
 {
     size_t changed = 0;
+    json_t *v;
     if (json_is_object(value)) {
         const char *k;
-        json_t *v;
-        void *tmp;
-        json_object_foreach_safe(value, tmp, k, v)
+        json_object_foreach(value, k, v)
         {
-            if (json_is_string(v) && memchr(json_string_value(v), '\0', json_string_length(v))) {
-                json_object_set_new(value, k,
-                                    escaped_string(json_string_value(v), json_string_length(v)));
-                changed++;
-            } else {
-                changed += cv_json_escape_nul(v);
-            }
+            changed += json_is_string(v) ? escape_string(v) : cv_json_escape_nul(v);
         }
     } else if (json_is_array(value)) {
-        for (size_t i = 0; i < json_array_size(value); i++) {
-            json_t *v = json_array_get(value, i);
-            if (json_is_string(v) && memchr(json_string_value(v), '\0', json_string_length(v))) {
-                json_array_set_new(value, i,
-                                   escaped_string(json_string_value(v), json_string_length(v)));
-                changed++;
-            } else {
-                changed += cv_json_escape_nul(v);
-            }
+        size_t i;
+        json_array_foreach(value, i, v)
+        {
+            changed += json_is_string(v) ? escape_string(v) : cv_json_escape_nul(v);
         }
     }
     return changed;

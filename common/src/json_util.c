@@ -154,28 +154,44 @@ static void size_range(char *dst, size_t size, size_t min, size_t max)
         snprintf(dst, size, "%zu..%zu", min, max);
 }
 
-int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size_t max_len,
-                       int required, const char **out, struct cv_json_err *err)
+/* Looks up a string or an array whose size (characters, items) must be in min..max: 1 found
+ * and in range, 0 absent and optional, -1 error set. */
+static int lookup_sized(const json_t *obj, const char *path, int required, json_type type,
+                        size_t min, size_t max, const json_t **out, struct cv_json_err *err)
 {
+    const char *noun = type == JSON_STRING ? "a string" : "an array";
+    const char *unit = type == JSON_STRING ? "characters" : "items";
     const json_t *v = NULL;
     int rc = lookup(obj, path, required, &v, err);
     if (rc <= 0)
         return rc;
     char range[64];
-    size_range(range, sizeof(range), min_len, max_len);
-    if (!json_is_string(v))
-        return cv_json_error_set(err, path, "expected a string of %s characters, got %s", range,
+    size_range(range, sizeof(range), min, max);
+    if (json_typeof(v) != type)
+        return cv_json_error_set(err, path, "expected %s of %s %s, got %s", noun, range, unit,
                                  type_phrase(v));
-    const char *s = json_string_value(v);
-    size_t bytes = json_string_length(v);
-    if (strlen(s) != bytes)
-        return cv_json_error_set(err, path, "must not contain NUL characters");
-    size_t len = utf8_length(s, bytes);
-    if (len < min_len || len > max_len)
-        return cv_json_error_set(err, path, "expected a string of %s characters, got %zu", range,
-                                 len);
-    *out = s;
+    size_t n = json_array_size(v);
+    if (type == JSON_STRING) {
+        const char *s = json_string_value(v);
+        size_t bytes = json_string_length(v);
+        if (strlen(s) != bytes)
+            return cv_json_error_set(err, path, "must not contain NUL characters");
+        n = utf8_length(s, bytes);
+    }
+    if (n < min || n > max)
+        return cv_json_error_set(err, path, "expected %s of %s %s, got %zu", noun, range, unit, n);
+    *out = v;
     return 1;
+}
+
+int cv_json_get_string(const json_t *obj, const char *path, size_t min_len, size_t max_len,
+                       int required, const char **out, struct cv_json_err *err)
+{
+    const json_t *v = NULL;
+    int rc = lookup_sized(obj, path, required, JSON_STRING, min_len, max_len, &v, err);
+    if (rc == 1)
+        *out = json_string_value(v);
+    return rc;
 }
 
 int cv_json_get_int(const json_t *obj, const char *path, long min, long max, int required,
@@ -217,20 +233,7 @@ int cv_json_get_bool(const json_t *obj, const char *path, int required, int *out
 int cv_json_get_array(const json_t *obj, const char *path, size_t min_items, size_t max_items,
                       int required, const json_t **out, struct cv_json_err *err)
 {
-    const json_t *v = NULL;
-    int rc = lookup(obj, path, required, &v, err);
-    if (rc <= 0)
-        return rc;
-    char range[64];
-    size_range(range, sizeof(range), min_items, max_items);
-    if (!json_is_array(v))
-        return cv_json_error_set(err, path, "expected an array of %s items, got %s", range,
-                                 type_phrase(v));
-    size_t n = json_array_size(v);
-    if (n < min_items || n > max_items)
-        return cv_json_error_set(err, path, "expected an array of %s items, got %zu", range, n);
-    *out = v;
-    return 1;
+    return lookup_sized(obj, path, required, JSON_ARRAY, min_items, max_items, out, err);
 }
 
 int cv_json_get_object(const json_t *obj, const char *path, int required, const json_t **out,

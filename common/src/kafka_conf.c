@@ -93,3 +93,12 @@ int cv_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
         rd_kafka_metadata_destroy(md);
     return err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
+
+rd_kafka_t *cv_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                         size_t errstr_size)
+{
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, errstr_size);
+    if (!rk)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}

@@ -95,19 +95,10 @@ struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char 
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
-    struct cv_kafka_consumer *c = calloc(1, sizeof(*c));
-    if (!c) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(errstr, errstr_size, "out of memory");
+    rd_kafka_t *rk = cv_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!rk)
         return NULL;
-    }
-    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-    if (!c->rk) {
-        rd_kafka_conf_destroy(conf);
-        free(c);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(c->rk);
+    rd_kafka_poll_set_consumer(rk);
 
     int ntopics = 0;
     while (topics[ntopics])
@@ -115,14 +106,16 @@ struct cv_kafka_consumer *cv_kafka_consumer_new(const char *brokers, const char 
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(ntopics);
     for (int i = 0; i < ntopics; i++)
         rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, subs);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, subs);
     rd_kafka_topic_partition_list_destroy(subs);
-    if (err) {
-        snprintf(errstr, errstr_size, "subscribe: %s", rd_kafka_err2str(err));
-        rd_kafka_destroy(c->rk);
-        free(c);
+    struct cv_kafka_consumer *c = err ? NULL : calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(errstr, errstr_size, "subscribe: %s",
+                 err ? rd_kafka_err2str(err) : "out of memory");
+        rd_kafka_destroy(rk);
         return NULL;
     }
+    c->rk = rk;
     return c;
 }
 

@@ -15,6 +15,11 @@ rd_kafka_conf_t *cv_kafka_conf_new(const char *brokers, const char *client_id,
                                    const char *const *defaults, const char *const *extra,
                                    char *errstr, size_t errstr_size);
 
+/* rd_kafka_new, owning conf whatever happens (librdkafka frees it only on success). NULL with
+ * errstr set. */
+rd_kafka_t *cv_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                         size_t errstr_size);
+
 struct cv_lag_series;
 
 struct cv_kafka_consumer {

@@ -54,18 +54,16 @@ struct cv_kafka_producer *cv_kafka_producer_new(const char *brokers, const char 
     if (!conf)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+    rd_kafka_t *rk = cv_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!rk)
+        return NULL;
     struct cv_kafka_producer *p = calloc(1, sizeof(*p));
     if (!p) {
-        rd_kafka_conf_destroy(conf);
+        rd_kafka_destroy(rk);
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
-    if (!p->rk) { /* rd_kafka_new frees conf only on success */
-        rd_kafka_conf_destroy(conf);
-        free(p);
-        return NULL;
-    }
+    p->rk = rk;
     return p;
 }
 

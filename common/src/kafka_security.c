@@ -10,11 +10,22 @@
 static const char *const protocols[] = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl", NULL};
 static const char *const mechanisms[] = {"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", NULL};
 
-static int one_of(const char *value, const char *const *allowed)
+/* 1 if value is one of allowed (NULL-terminated), else 0 with errstr listing them. */
+static int one_of(const char *name, const char *value, const char *const *allowed, char *errstr,
+                  size_t errstr_size)
 {
-    for (; *allowed; allowed++)
-        if (strcmp(value, *allowed) == 0)
+    char list[128] = "";
+    for (size_t i = 0; allowed[i]; i++) {
+        if (strcmp(value, allowed[i]) == 0)
             return 1;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof(list) - len, "%s%s",
+                 i == 0           ? ""
+                 : allowed[i + 1] ? ", "
+                                  : " or ",
+                 allowed[i]);
+    }
+    snprintf(errstr, errstr_size, "%s: expected %s, got \"%s\"", name, list, value);
     return 0;
 }
 
@@ -71,24 +82,14 @@ int cv_kafka_security_init(struct cv_kafka_security *sec, cv_kafka_setting_fn ge
     const char *cert = setting(get, arg, "KAFKA_SSL_CERTIFICATE_LOCATION", "");
     const char *key = setting(get, arg, "KAFKA_SSL_KEY_LOCATION", "");
 
-    if (!one_of(protocol, protocols)) {
-        snprintf(errstr, errstr_size,
-                 "KAFKA_SECURITY_PROTOCOL: expected plaintext, ssl, "
-                 "sasl_plaintext or sasl_ssl, got \"%s\"",
-                 protocol);
+    if (!one_of("KAFKA_SECURITY_PROTOCOL", protocol, protocols, errstr, errstr_size))
         return -1;
-    }
     int sasl = strncmp(protocol, "sasl_", 5) == 0;
     int tls = strcmp(protocol, "ssl") == 0 || strcmp(protocol, "sasl_ssl") == 0;
     add(sec, "security.protocol", protocol);
     if (sasl) {
-        if (!one_of(mechanism, mechanisms)) {
-            snprintf(errstr, errstr_size,
-                     "KAFKA_SASL_MECHANISM: expected SCRAM-SHA-512, "
-                     "SCRAM-SHA-256 or PLAIN, got \"%s\"",
-                     mechanism);
+        if (!one_of("KAFKA_SASL_MECHANISM", mechanism, mechanisms, errstr, errstr_size))
             return -1;
-        }
         if (user[0] == '\0') {
             snprintf(errstr, errstr_size, "KAFKA_SASL_USERNAME: required with %s", protocol);
             return -1;

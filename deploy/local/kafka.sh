@@ -51,7 +51,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-prog=${0##*/}
+# shellcheck source=deploy/local/lib.sh
+. "$here/lib.sh"
 
 KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}  # keep in step with pom.xml
 KAFKA_PORT=${KAFKA_PORT:-9092}
@@ -70,16 +71,13 @@ serde_libs=$cache/apicurio-serde-$APICURIO_SERDE_VERSION/libs
 major=${KAFKA_VERSION%%.*}
 minor=${KAFKA_VERSION#*.}
 minor=${minor%%.*}
-temp_marker=.conveyor-temp-dir
-
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "$*"; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; exit 2; }
+# For lib.sh.
+server=broker pid_file=kafka.pid log_file=kafka.log dir_var=KAFKA_DIR
+stop_timeout=$KAFKA_STOP_TIMEOUT
+commands=(fetch topics tool)
 
 [[ $KAFKA_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad KAFKA_VERSION: $KAFKA_VERSION"
-for v in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_PARTITIONS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
-done
+numbers KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_PARTITIONS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT
 
 case $KAFKA_SECURITY in
     plaintext) ;;
@@ -208,21 +206,7 @@ tool() {
 }
 
 # ---------------------------------------------------------------- start
-# Prints the pid of the broker of run directory $1 if it is running.
-broker_pid() {
-    local dir=$1 pid state
-    [[ -f $dir/kafka.pid ]] || return 1
-    pid=$(<"$dir/kafka.pid")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    [[ -r /proc/$pid/cmdline ]] || return 1
-    # Never signal a recycled pid: it must be our broker of this directory.
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $dir/server.properties" || return 1
-    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-    [[ $state != Z ]] || return 1
-    echo "$pid"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+server_pid() { owned_pid "$1/kafka.pid" "kafka.Kafka $1/server.properties"; }
 
 # A Kafka cluster id: 16 random bytes, base64url without padding, not
 # starting with '-' (it would read as an option).
@@ -235,7 +219,7 @@ cluster_id() {
     echo "$id"
 }
 
-broker_ready() {
+server_ready() {
     local auth=()
     [[ $KAFKA_SECURITY == sasl_ssl ]] && auth=(-F "$run_dir/client.properties")
     kcat "${auth[@]}" -b "127.0.0.1:$KAFKA_PORT" -L -m 2 2>/dev/null | grep -q 'broker 1 at'
@@ -277,39 +261,11 @@ ssl.endpoint.identification.algorithm=https"
          ssl.truststore.type=PEM "ssl.truststore.location=$abs_ca" >"$run_dir/client-java.properties")
 }
 
-start_failed() { # $1: message
-    log "$1"
-    if [[ -f $run_dir/kafka.log ]]; then
-        log "last lines of $run_dir/kafka.log:"
-        tail -n 40 "$run_dir/kafka.log" >&2
-    fi
-    local pid
-    if pid=$(broker_pid "$run_dir"); then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -f "$run_dir/kafka.pid"
-    if (( made_temp )); then rm -rf "$run_dir"; fi
-    exit 1
-}
-
 start() {
     command -v java >/dev/null || die "java not found (Java 17 or newer is needed)"
     command -v kcat >/dev/null || die "kcat not found (used to tell when the broker is ready)"
     fetch
-    made_temp=0
-    if [[ -n ${KAFKA_DIR:-} ]]; then
-        mkdir -p "$KAFKA_DIR"
-        run_dir=$(cd "$KAFKA_DIR" && pwd)
-    else
-        run_dir=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-kafka.XXXXXX")
-        made_temp=1
-        touch "$run_dir/$temp_marker"
-    fi
-    local pid
-    if pid=$(broker_pid "$run_dir"); then
-        die "a broker already runs from $run_dir (pid $pid)"
-    fi
+    open_run_dir kafka
     for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
         port_in_use "$port" && start_failed "port $port on 127.0.0.1 is already in use"
     done
@@ -354,14 +310,7 @@ start() {
         -cp "$libs/*" kafka.Kafka "$run_dir/server.properties" \
         </dev/null >>"$run_dir/kafka.log" 2>&1 &
 
-    local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-    until [[ -s $run_dir/kafka.pid ]] && broker_pid "$run_dir" >/dev/null && broker_ready; do
-        if [[ -s $run_dir/kafka.pid ]] && ! broker_pid "$run_dir" >/dev/null; then
-            start_failed "the broker exited during start-up"
-        fi
-        (( SECONDS < deadline )) || start_failed "the broker did not answer within ${KAFKA_START_TIMEOUT}s"
-        sleep 0.5
-    done
+    wait_ready "$KAFKA_START_TIMEOUT"
     trap - INT TERM
     log "Kafka $KAFKA_VERSION ($KAFKA_SECURITY) ready on 127.0.0.1:$KAFKA_PORT after $((SECONDS - t0))s (pid $(<"$run_dir/kafka.pid"), log $run_dir/kafka.log)"
     printf 'KAFKA_DIR=%q\n' "$run_dir"
@@ -396,42 +345,4 @@ topics() {
     (( rc == 0 )) || die "could not create all topics"
 }
 
-# ---------------------------------------------------------------- stop
-stop() {
-    local dir=${1:-${KAFKA_DIR:-}} pid
-    [[ -n $dir ]] || die "stop: no run directory (set KAFKA_DIR or pass it)"
-    if [[ ! -d $dir ]]; then
-        log "nothing to stop: $dir does not exist"
-        return 0
-    fi
-    dir=$(cd "$dir" && pwd)
-    if pid=$(broker_pid "$dir"); then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-        while broker_pid "$dir" >/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-        if broker_pid "$dir" >/dev/null; then
-            log "broker (pid $pid) still running after ${KAFKA_STOP_TIMEOUT}s: SIGKILL"
-            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-            deadline=$((SECONDS + 10))
-            while broker_pid "$dir" >/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-            broker_pid "$dir" >/dev/null && die "could not stop pid $pid"
-        fi
-        log "stopped the broker of $dir"
-    fi
-    rm -f "$dir/kafka.pid"
-    if [[ -f $dir/$temp_marker ]]; then rm -rf "$dir"; fi
-}
-
-# ---------------------------------------------------------------- main
-(( $# >= 1 )) || usage
-cmd=$1
-shift
-case $cmd in
-    fetch) fetch ;;
-    start) (( $# == 0 )) || usage; start ;;
-    topics) topics "$@" ;;
-    tool) tool "$@" ;;
-    stop) (( $# <= 1 )) || usage; stop "$@" ;;
-    -h|--help|help) usage ;;
-    *) usage ;;
-esac
+main "$@"

@@ -28,7 +28,9 @@
 # Requires java 21+ (Apicurio Registry 3.x is built for it), mvn (first fetch only), curl.
 set -euo pipefail
 
-prog=${0##*/}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/local/lib.sh
+. "$here/lib.sh"
 
 REGISTRY_VERSION=${REGISTRY_VERSION:-3.3.3}
 REGISTRY_PORT=${REGISTRY_PORT:-8081}
@@ -39,17 +41,15 @@ REGISTRY_STOP_TIMEOUT=${REGISTRY_STOP_TIMEOUT:-20}
 cache=${CONVEYOR_CACHE:-$HOME/.cache/conveyor}
 home=$cache/apicurio-registry-$REGISTRY_VERSION
 app=$home/app
-temp_marker=.conveyor-temp-dir
 artifact=io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "$*"; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; exit 2; }
+# For lib.sh.
+server=registry pid_file=registry.pid log_file=registry.log dir_var=REGISTRY_DIR
+stop_timeout=$REGISTRY_STOP_TIMEOUT
+commands=(fetch)
 
 [[ $REGISTRY_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+(\.Final)?$ ]] || die "bad REGISTRY_VERSION: $REGISTRY_VERSION"
-for v in REGISTRY_PORT REGISTRY_START_TIMEOUT REGISTRY_STOP_TIMEOUT; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, not '${!v}'"
-done
+numbers REGISTRY_PORT REGISTRY_START_TIMEOUT REGISTRY_STOP_TIMEOUT
 
 # ---------------------------------------------------------------- fetch
 # The registry's Maven artifact is a library; what runs is its attached distribution
@@ -105,36 +105,11 @@ find_java() {
 }
 
 # ---------------------------------------------------------------- start
-registry_pid() {
-    local dir=$1 pid
-    [[ -f $dir/registry.pid ]] || return 1
-    pid=$(<"$dir/registry.pid")
-    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-    # Never signal a recycled pid: it must be the registry of this directory.
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-Dconveyor.registry.dir=$dir " || return 1
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
-    echo "$pid"
-}
+# The registry of run directory $1: its command line names the directory.
+server_pid() { owned_pid "$1/registry.pid" "-Dconveyor.registry.dir=$1 "; }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-registry_ready() {
+server_ready() {
     curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"
-}
-
-start_failed() {
-    log "$1"
-    if [[ -f $run_dir/registry.log ]]; then
-        log "last lines of $run_dir/registry.log:"
-        tail -n 30 "$run_dir/registry.log" >&2
-    fi
-    local pid
-    if pid=$(registry_pid "$run_dir"); then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$run_dir/registry.pid"
-    if (( made_temp )); then rm -rf "$run_dir"; fi
-    exit 1
 }
 
 start() {
@@ -142,19 +117,7 @@ start() {
     local java
     java=$(find_java)
     fetch
-    made_temp=0
-    if [[ -n ${REGISTRY_DIR:-} ]]; then
-        mkdir -p "$REGISTRY_DIR"
-        run_dir=$(cd "$REGISTRY_DIR" && pwd)
-    else
-        run_dir=$(mktemp -d "${TMPDIR:-/tmp}/conveyor-registry.XXXXXX")
-        made_temp=1
-        touch "$run_dir/$temp_marker"
-    fi
-    local pid
-    if pid=$(registry_pid "$run_dir"); then
-        die "a registry already runs from $run_dir (pid $pid)"
-    fi
+    open_run_dir registry
     port_in_use "$REGISTRY_PORT" && start_failed "port $REGISTRY_PORT on 127.0.0.1 is already in use"
 
     local heap t0=$SECONDS
@@ -171,53 +134,10 @@ start() {
         -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=0 \
         -jar quarkus-run.jar </dev/null >>"$run_dir/registry.log" 2>&1 &
 
-    local deadline=$((SECONDS + REGISTRY_START_TIMEOUT))
-    until [[ -s $run_dir/registry.pid ]] && registry_pid "$run_dir" >/dev/null && registry_ready; do
-        if [[ -s $run_dir/registry.pid ]] && ! registry_pid "$run_dir" >/dev/null; then
-            start_failed "the registry exited during start-up"
-        fi
-        (( SECONDS < deadline )) || start_failed "the registry did not answer within ${REGISTRY_START_TIMEOUT}s"
-        sleep 0.5
-    done
+    wait_ready "$REGISTRY_START_TIMEOUT"
     trap - INT TERM
     log "Apicurio Registry $REGISTRY_VERSION ready on http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 after $((SECONDS - t0))s (pid $(<"$run_dir/registry.pid"), log $run_dir/registry.log)"
     printf 'REGISTRY_DIR=%q\n' "$run_dir"
 }
 
-# ---------------------------------------------------------------- stop
-stop() {
-    local dir=${1:-${REGISTRY_DIR:-}} pid
-    [[ -n $dir ]] || die "stop: no run directory (set REGISTRY_DIR or pass it)"
-    if [[ ! -d $dir ]]; then
-        log "nothing to stop: $dir does not exist"
-        return 0
-    fi
-    dir=$(cd "$dir" && pwd)
-    if pid=$(registry_pid "$dir"); then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + REGISTRY_STOP_TIMEOUT))
-        while registry_pid "$dir" >/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-        if registry_pid "$dir" >/dev/null; then
-            log "registry (pid $pid) still running after ${REGISTRY_STOP_TIMEOUT}s: SIGKILL"
-            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-            deadline=$((SECONDS + 10))
-            while registry_pid "$dir" >/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-            registry_pid "$dir" >/dev/null && die "could not stop pid $pid"
-        fi
-        log "stopped the registry of $dir"
-    fi
-    rm -f "$dir/registry.pid"
-    if [[ -f $dir/$temp_marker ]]; then rm -rf "$dir"; fi
-}
-
-# ---------------------------------------------------------------- main
-(( $# >= 1 )) || usage
-cmd=$1
-shift
-case $cmd in
-    fetch) fetch ;;
-    start) (( $# == 0 )) || usage; start ;;
-    stop) (( $# <= 1 )) || usage; stop "$@" ;;
-    -h|--help|help) usage ;;
-    *) usage ;;
-esac
+main "$@"

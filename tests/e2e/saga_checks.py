@@ -5,6 +5,8 @@ adjustments."""
 
 import collections
 
+from conveyor import wait_until
+
 
 def outcomes(system, orders):
     """order id -> (order, shipment) as the services show them."""
@@ -44,3 +46,20 @@ def check(system, orders, stock_total, seen=None):
         if st["available"] + st["reserved"] + st["shipped"] != total:
             problems.append(f"{sku}: {st} does not add up to {total}")
     return problems, figures
+
+
+def settle(system, orders, stock_total, timeout):
+    """Waits (at most timeout seconds) for inventory to apply the releases and shipments it
+    receives asynchronously: until every invariant holds and nothing stays reserved. Returns
+    (problems, figures) of the last check; figures None if it did not settle in time."""
+    problems = []
+
+    def settled():
+        nonlocal problems
+        problems, figures = check(system, orders, stock_total)
+        return figures if not problems and all(
+            system.stock(sku)["reserved"] == 0 for sku in stock_total) else None
+    try:
+        return problems, wait_until(settled, timeout, 1.0, "the stock to settle")
+    except AssertionError:
+        return problems, None

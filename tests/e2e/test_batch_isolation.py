@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from avro_crosscheck import CV_AVRO
 from conftest import make_system
 from conveyor import BROKERS, kcat_records, psql, wait_until
+from injector import order_placed
 
 VALID = 60
 POISON_AT = 25
@@ -35,14 +36,6 @@ def trio(request, log_dir):
     assert codes == {name: 0 for name in codes}, f"exit codes {codes} (logs in {log_dir})"
 
 
-def order_placed(order_id, sku, quantity):
-    return {"metadata": {"event_id": str(uuid.uuid4()), "occurred_at": 1_700_000_000_000,
-                         "producer": "test", "correlation_id": order_id, "causation_id": None},
-            "order_id": order_id, "customer_id": "isolation",
-            "items": [{"sku": sku, "quantity": quantity, "unit_price_cents": 100}],
-            "total_cents": 100 * quantity, "shipping_address": None}
-
-
 def encode_all(events):
     out = subprocess.run([CV_AVRO, "encode", "--hex", "OrderPlaced"],
                          input="".join(json.dumps(e) + "\n" for e in events).encode(),
@@ -55,8 +48,8 @@ def test_a_poison_record_in_a_batch_is_dead_lettered_alone(trio):
     trio.set_stock(sku, 100_000)
     valid = [(str(uuid.uuid4()), i % 5 + 1) for i in range(VALID)]
     poison_id = str(uuid.uuid4())
-    events = [order_placed(oid, sku, q) for oid, q in valid]
-    events.insert(POISON_AT, order_placed(poison_id, "BAD\u0000SKU", 1))
+    events = [order_placed(oid, sku, q, "isolation") for oid, q in valid]
+    events.insert(POISON_AT, order_placed(poison_id, "BAD\u0000SKU", 1, "isolation"))
     values = encode_all(events)
     assert len(values) == VALID + 1
 

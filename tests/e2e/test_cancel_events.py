@@ -3,43 +3,22 @@ older) producer would send them: a request that reaches shipping before the orde
 events still wins, release 1's OrderCancelled is still understood, and consumed events that
 no request could have made are dead-lettered with the reason instead of applied."""
 
-import time
 import uuid
 
-import avro_peer
-from confluent_kafka import Producer
-from conveyor import BROKERS, kcat_records, wait_until
-
-
-def metadata(order_id, producer):
-    return {"event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000),
-            "producer": producer, "correlation_id": order_id, "causation_id": None}
+from conveyor import kcat_records, wait_until
+from injector import metadata, order_placed, send, shipment
 
 
 BAD_ID = "not-a-uuid-" + "0" * 25  # as long as a UUID
 
 
-def send(system, topic, type_name, event, key, malformed_id=None):
-    """Encodes event and produces it; with malformed_id, that (valid) UUID is replaced by
-    BAD_ID in the encoded bytes, as a foreign producer that checks nothing could send."""
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True})
-    value = avro_peer.encode(type_name, event)
-    if malformed_id:
-        value = value.replace(malformed_id.encode(), BAD_ID.encode())
-    p.produce(system.prefix + topic, key=key, value=value)
-    assert p.flush(20) == 0
+def send_malformed(system, topic, type_name, event, key, malformed_id):
+    """Sends event with the (valid) UUID malformed_id replaced by BAD_ID in its encoding."""
+    send(system, topic, type_name, event, key, replace=(malformed_id.encode(), BAD_ID.encode()))
 
 
 def placed(order_id, sku, qty):
-    return {"metadata": metadata(order_id, "order"), "order_id": order_id,
-            "customer_id": "injector", "items": [{"sku": sku, "quantity": qty,
-                                                  "unit_price_cents": 100}],
-            "total_cents": 100 * qty, "shipping_address": {"city": "Gouda"}}
-
-
-def shipment(system, oid):
-    r = system.shipping.get(f"/shipments/{oid}")
-    return r.json() if r.status == 200 else None
+    return order_placed(order_id, sku, qty, "injector", {"city": "Gouda"})
 
 
 def test_request_before_order_and_reservation_wins(system):
@@ -114,7 +93,7 @@ def test_invalid_events_are_dead_lettered_not_applied(system):
     send(system, "orders", "OrderPlaced", placed(zero, sku, 0), zero)
     # A malformed order id.
     bad = str(uuid.uuid4())
-    send(system, "orders", "OrderPlaced", placed(bad, sku, 1), bad, malformed_id=bad)
+    send_malformed(system, "orders", "OrderPlaced", placed(bad, sku, 1), bad, bad)
     for key, why in ((negative, "quantity must be"), (zero, "quantity must be"),
                      (bad, "malformed order_id")):
         for service in ("inventory", "shipping"):
@@ -125,7 +104,7 @@ def test_invalid_events_are_dead_lettered_not_applied(system):
     bad2 = str(uuid.uuid4())
     forged = {"metadata": metadata(bad2, "inventory"), "order_id": bad2,
               "items": [{"sku": sku, "quantity": 1}]}
-    send(system, "inventory", "StockReserved", forged, "forged-reserved", malformed_id=bad2)
+    send_malformed(system, "inventory", "StockReserved", forged, "forged-reserved", bad2)
     for service in ("order", "shipping"):
         recs = wait_until(lambda: dead_letters(system, service, "forged-reserved"), 30, 0.5,
                           f"the forged StockReserved in {service}.dlq")

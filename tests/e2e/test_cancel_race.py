@@ -73,17 +73,7 @@ def test_cancel_racing_dispatch(system):
             assert d.status == 409 and "CANCELLED" in d.json()["detail"], d.body
 
     # Inventory applies the releases and shipments asynchronously: wait for it to settle.
-    problems = []
-
-    def settled():
-        nonlocal problems
-        problems, figures = saga_checks.check(system, orders, skus)
-        return figures if not problems and all(
-            system.stock(s)["reserved"] == 0 for s in skus) else None
-    try:
-        figures = wait_until(settled, 60, 1.0, "the stock to settle")
-    except AssertionError:
-        figures = None
+    problems, figures = saga_checks.settle(system, orders, skus, 60)
     assert not problems, problems[:20]
     assert figures, "stock still reserved after every order was decided"
     # Both outcomes happened: the race is real.

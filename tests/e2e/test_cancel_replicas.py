@@ -123,17 +123,7 @@ def test_replicas_keep_the_saga_invariants(replicated):
             assert c in (202, 409) and d in (200, 409)
             assert finals[oid] == ("DISPATCHED" if d == 200 else "CANCELLED"), (oid, c, d)
 
-    problems = []
-
-    def settled():
-        nonlocal problems
-        problems, figures = saga_checks.check(s, orders, skus)
-        return figures if not problems and all(
-            s.stock(k)["reserved"] == 0 for k in skus) else None
-    try:
-        figures = wait_until(settled, 90, 1.0, "the stock to settle")
-    except AssertionError:
-        figures = None
+    problems, figures = saga_checks.settle(s, orders, skus, 90)
     assert not problems, problems[:20]
     assert figures, "stock still reserved after every order was decided"
 

@@ -4,32 +4,12 @@ state. The events are injected straight onto the topics, as another producer wou
 import time
 import uuid
 
-import avro_peer
-from confluent_kafka import Producer
-from conveyor import BROKERS, wait_until
+from conveyor import wait_until
+from injector import metadata, order_placed, send, shipment
 
 
-def metadata(order_id, producer, cause=None):
-    return {"event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000),
-            "producer": producer, "correlation_id": order_id, "causation_id": cause}
-
-
-def send(system, topic, type_name, event, key):
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True})
-    p.produce(system.prefix + topic, key=key, value=avro_peer.encode(type_name, event))
-    assert p.flush(20) == 0
-
-
-def order_placed(order_id, sku, qty):
-    return {"metadata": metadata(order_id, "order"), "order_id": order_id,
-            "customer_id": "interleaver", "items": [{"sku": sku, "quantity": qty,
-                                                     "unit_price_cents": 100}],
-            "total_cents": 100 * qty, "shipping_address": {"city": "Leiden"}}
-
-
-def shipment(system, order_id):
-    r = system.shipping.get(f"/shipments/{order_id}")
-    return r.json() if r.status == 200 else None
+def placed(order_id, sku, qty):
+    return order_placed(order_id, sku, qty, "interleaver", {"city": "Leiden"})
 
 
 def comparable(s):
@@ -48,7 +28,7 @@ def test_stock_reserved_before_order_placed(system):
     early, normal = str(uuid.uuid4()), str(uuid.uuid4())
 
     # Normal: OrderPlaced; inventory reserves; shipping schedules.
-    send(system, "orders", "OrderPlaced", order_placed(normal, sku, 2), normal)
+    send(system, "orders", "OrderPlaced", placed(normal, sku, 2), normal)
     reference = comparable(settle(system, normal, "SCHEDULED"))
 
     # Overtaken: shipping hears StockReserved before the OrderPlaced that caused it.
@@ -56,7 +36,7 @@ def test_stock_reserved_before_order_placed(system):
                 "items": [{"sku": sku, "quantity": 2}]}
     send(system, "inventory", "StockReserved", reserved, early)
     settle(system, early, "SCHEDULED")
-    send(system, "orders", "OrderPlaced", order_placed(early, sku, 2), early)
+    send(system, "orders", "OrderPlaced", placed(early, sku, 2), early)
     wait_until(lambda: comparable(shipment(system, early)) == reference, 30, 0.2,
                "the overtaken shipment to match")
     assert system.stock(sku)["reserved"] == 4
@@ -66,7 +46,7 @@ def test_stock_rejected_before_order_placed(system):
     sku = "REJ-" + uuid.uuid4().hex[:6]
     system.set_stock(sku, 1)
     early, normal = str(uuid.uuid4()), str(uuid.uuid4())
-    send(system, "orders", "OrderPlaced", order_placed(normal, sku, 5), normal)
+    send(system, "orders", "OrderPlaced", placed(normal, sku, 5), normal)
     reference = settle(system, normal, "CANCELLED")
     wait_until(lambda: shipment(system, normal)["items"], 10)
     reference = comparable(shipment(system, normal))
@@ -76,7 +56,7 @@ def test_stock_rejected_before_order_placed(system):
                     {"sku": sku, "requested": 5, "available": 1}]}
     send(system, "inventory", "StockRejected", rejected, early)
     settle(system, early, "CANCELLED")
-    send(system, "orders", "OrderPlaced", order_placed(early, sku, 5), early)
+    send(system, "orders", "OrderPlaced", placed(early, sku, 5), early)
     wait_until(lambda: comparable(shipment(system, early)) == reference, 30, 0.2,
                "the overtaken shipment to match")
     assert system.stock(sku) == {"sku": sku, "name": sku, "available": 1, "reserved": 0,

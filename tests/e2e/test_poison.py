@@ -13,6 +13,7 @@ import avro_peer
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 from conveyor import BROKERS, kcat_records, wait_until
+from injector import metadata
 
 # Who consumes each topic (audit also consumes every dead-letter topic).
 CONSUMERS = {"orders": ("inventory", "shipping", "audit"),
@@ -45,11 +46,6 @@ def dir_bytes(path):
     return int(out.stdout.split()[0])
 
 
-def metadata(order_id):
-    return {"event_id": str(uuid.uuid4()), "occurred_at": int(time.time() * 1000),
-            "producer": "poison", "correlation_id": order_id, "causation_id": None}
-
-
 def avro_with_nul(topic, order_id):
     """A valid event of the topic's kind whose string field holds a NUL character."""
     mark = MARK.decode()
@@ -63,7 +59,7 @@ def avro_with_nul(topic, order_id):
                                              "shortages": []}
     else:
         type_name, event = "ShipmentCancelled", {"order_id": order_id, "reason": "why " + mark}
-    event["metadata"] = metadata(order_id)
+    event["metadata"] = metadata(order_id, "poison")
     value = avro_peer.encode(type_name, event)
     assert value.count(MARK) == 1
     return value.replace(MARK, b"a\x00bcdef")

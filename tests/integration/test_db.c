@@ -40,6 +40,22 @@ static PGconn *connect_or_fail(void)
     return conn;
 }
 
+static struct cv_db_pool *pool_new(unsigned size)
+{
+    char errstr[256];
+    struct cv_db_pool *pool = cv_db_pool_new(conninfo, size, errstr, sizeof(errstr));
+    ck_assert_msg(pool != NULL, "%s", errstr);
+    return pool;
+}
+
+static PGconn *acquire_or_fail(struct cv_db_pool *pool)
+{
+    struct cv_db_err err;
+    PGconn *conn = cv_db_acquire(pool, &err);
+    ck_assert_msg(conn != NULL, "%s", err.msg);
+    return conn;
+}
+
 static char *show(PGconn *conn, const char *name)
 {
     char sql[128];
@@ -144,12 +160,9 @@ END_TEST
 
 START_TEST(test_pool_wait_is_bounded)
 {
-    char errstr[256];
-    struct cv_db_pool *pool = cv_db_pool_new(conninfo, 1, errstr, sizeof(errstr));
-    ck_assert_msg(pool != NULL, "%s", errstr);
+    struct cv_db_pool *pool = pool_new(1);
     struct cv_db_err err;
-    PGconn *conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    PGconn *conn = acquire_or_fail(pool);
     int64_t t0 = cv_monotonic_ms();
     ck_assert(cv_db_acquire(pool, &err) == NULL);
     int64_t took = cv_monotonic_ms() - t0;
@@ -157,8 +170,7 @@ START_TEST(test_pool_wait_is_bounded)
     ck_assert_int_ge(took, 250);
     ck_assert_int_lt(took, 3000);
     cv_db_release(pool, conn);
-    conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    conn = acquire_or_fail(pool);
     cv_db_release(pool, conn);
     cv_db_pool_destroy(pool);
 }
@@ -166,12 +178,9 @@ END_TEST
 
 START_TEST(test_terminated_pooled_connection_is_replaced)
 {
-    char errstr[256];
-    struct cv_db_pool *pool = cv_db_pool_new(conninfo, 2, errstr, sizeof(errstr));
-    ck_assert_msg(pool != NULL, "%s", errstr);
+    struct cv_db_pool *pool = pool_new(2);
     struct cv_db_err err;
-    PGconn *conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    PGconn *conn = acquire_or_fail(pool);
     int pid = backend_pid(conn);
     cv_db_release(pool, conn);
 
@@ -193,8 +202,7 @@ START_TEST(test_terminated_pooled_connection_is_replaced)
     PQfinish(admin);
 
     /* The same slot comes back working: a new session, and a transaction runs on it. */
-    conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    conn = acquire_or_fail(pool);
     ck_assert_int_ne(backend_pid(conn), pid);
     ck_assert_msg(cv_db_begin(conn, &err) == 0, "%s", err.msg);
     ck_assert_msg(cv_db_commit(conn, &err) == 0, "%s", err.msg);
@@ -205,12 +213,9 @@ END_TEST
 
 START_TEST(test_unresponsive_server_makes_the_pool_fail_fast_then_probe)
 {
-    char errstr[256];
-    struct cv_db_pool *pool = cv_db_pool_new(conninfo, 3, errstr, sizeof(errstr));
-    ck_assert_msg(pool != NULL, "%s", errstr);
+    struct cv_db_pool *pool = pool_new(3);
     struct cv_db_err err;
-    PGconn *conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    PGconn *conn = acquire_or_fail(pool);
     ck_assert(cv_db_exec(conn, "SET statement_timeout = 0", 0, NULL, &err) == 0);
     ck_assert(cv_db_query_within(conn, "SELECT pg_sleep(3)", 0, NULL, 200, &err) == NULL);
     ck_assert(err.no_answer);
@@ -225,13 +230,11 @@ START_TEST(test_unresponsive_server_makes_the_pool_fail_fast_then_probe)
 
     /* After the pause one caller probes; its answer closes the circuit for everyone. */
     cv_sleep_ms(1100, NULL);
-    conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    conn = acquire_or_fail(pool);
     ck_assert(cv_db_acquire(pool, &err) == NULL); /* meanwhile the others still fail fast */
     ck_assert(backend_pid(conn) > 0);
     cv_db_release(pool, conn);
-    conn = cv_db_acquire(pool, &err);
-    ck_assert_msg(conn != NULL, "%s", err.msg);
+    conn = acquire_or_fail(pool);
     cv_db_release(pool, conn);
     cv_db_pool_destroy(pool);
 }
@@ -332,9 +335,5 @@ int main(void)
     tcase_add_test(tc, test_statements_are_prepared_once_per_session);
     tcase_add_test(tc, test_unresponsive_server_makes_the_pool_fail_fast_then_probe);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

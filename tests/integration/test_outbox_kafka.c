@@ -102,6 +102,25 @@ static size_t consume(struct cv_kafka_consumer *c, rd_kafka_message_t **out, siz
     return got;
 }
 
+/* A relay publishing batches of up to batch rows with the shared producer. */
+static struct cv_outbox_relay *relay_start(unsigned batch)
+{
+    char errstr[256];
+    struct cv_outbox_relay *relay =
+        cv_outbox_relay_start(conninfo, producer, batch, 0, errstr, sizeof(errstr));
+    ck_assert_msg(relay != NULL, "%s", errstr);
+    return relay;
+}
+
+/* Waits (at most 10 s) until relay holds the lock and publishes. */
+static void await_active(struct cv_outbox_relay *relay)
+{
+    int64_t deadline = cv_monotonic_ms() + 10000;
+    while (!cv_outbox_relay_active(relay) && cv_monotonic_ms() < deadline)
+        cv_sleep_ms(50, NULL);
+    ck_assert(cv_outbox_relay_active(relay));
+}
+
 static struct cv_kafka_consumer *new_consumer(void)
 {
     char group[96], errstr[256];
@@ -115,15 +134,13 @@ static struct cv_kafka_consumer *new_consumer(void)
 
 START_TEST(test_relayed_event_reads_back_equal)
 {
+    char errstr[256];
     char order_id[37];
     cv_uuid_v4(order_id);
     json_t *event = sample_event(order_id, 1);
     add_to_outbox(event, order_id);
 
-    char errstr[256];
-    struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 100, 0, errstr, sizeof(errstr));
-    ck_assert_msg(relay != NULL, "%s", errstr);
+    struct cv_outbox_relay *relay = relay_start(100);
     struct cv_kafka_consumer *c = new_consumer();
     rd_kafka_message_t *msg = NULL;
     ck_assert_uint_eq(consume(c, &msg, 1, 30), 1);
@@ -180,15 +197,14 @@ static void apply_with_dedup(const char *event_id)
 
 START_TEST(test_redelivered_event_applied_once)
 {
+    char errstr[256];
     struct cv_db_err err;
     ck_assert(cv_db_exec(conn, "CREATE TABLE effects (event_id text)", 0, NULL, &err) == 0);
     char order_id[37];
     cv_uuid_v4(order_id);
     json_t *event = sample_event(order_id, 1);
     add_to_outbox(event, order_id);
-    char errstr[256];
-    struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 100, 0, errstr, sizeof(errstr));
+    struct cv_outbox_relay *relay = relay_start(100);
 
     /* Two consumer groups read the same record: the second is a redelivery. */
     for (int round = 0; round < 2; round++) {
@@ -214,10 +230,9 @@ END_TEST
 
 START_TEST(test_broker_down_nothing_lost_order_kept)
 {
-    enum { KEYS = 8, PER_KEY = 25, TOTAL = KEYS * PER_KEY };
     char errstr[256];
-    struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 50, 0, errstr, sizeof(errstr));
+    enum { KEYS = 8, PER_KEY = 25, TOTAL = KEYS * PER_KEY };
+    struct cv_outbox_relay *relay = relay_start(50);
     ck_assert_int_eq(tu_kafka_sh("stop"), 0);
 
     /* Accepted while the broker is away: committed to the outbox, waiting. */
@@ -273,22 +288,13 @@ END_TEST
 
 START_TEST(test_one_active_relay)
 {
-    char errstr[256];
-    struct cv_outbox_relay *a =
-        cv_outbox_relay_start(conninfo, producer, 10, 0, errstr, sizeof(errstr));
-    int64_t deadline = cv_monotonic_ms() + 10000;
-    while (!cv_outbox_relay_active(a) && cv_monotonic_ms() < deadline)
-        cv_sleep_ms(50, NULL);
-    ck_assert(cv_outbox_relay_active(a));
-    struct cv_outbox_relay *b =
-        cv_outbox_relay_start(conninfo, producer, 10, 0, errstr, sizeof(errstr));
+    struct cv_outbox_relay *a = relay_start(10);
+    await_active(a);
+    struct cv_outbox_relay *b = relay_start(10);
     cv_sleep_ms(1500, NULL);
     ck_assert(!cv_outbox_relay_active(b)); /* standby while a holds the lock */
     cv_outbox_relay_stop(a);
-    deadline = cv_monotonic_ms() + 10000;
-    while (!cv_outbox_relay_active(b) && cv_monotonic_ms() < deadline)
-        cv_sleep_ms(50, NULL);
-    ck_assert(cv_outbox_relay_active(b)); /* takes over */
+    await_active(b); /* takes over */
     cv_outbox_relay_stop(b);
 }
 END_TEST
@@ -310,6 +316,7 @@ static void add_raw_to_outbox(const char *key, size_t value_len)
  * after it, of the same key, are published in order. */
 START_TEST(test_oversized_row_quarantined_order_kept)
 {
+    char errstr[256];
     char order_id[37];
     cv_uuid_v4(order_id);
     json_t *first = sample_event(order_id, 1), *last = sample_event(order_id, 2);
@@ -317,10 +324,7 @@ START_TEST(test_oversized_row_quarantined_order_kept)
     add_raw_to_outbox(order_id, CV_KAFKA_MESSAGE_MAX_BYTES + 1);
     add_to_outbox(last, order_id);
     struct cv_kafka_consumer *c = new_consumer();
-    char errstr[256];
-    struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 100, 0, errstr, sizeof(errstr));
-    ck_assert_msg(relay != NULL, "%s", errstr);
+    struct cv_outbox_relay *relay = relay_start(100);
     rd_kafka_message_t *msgs[2];
     size_t got = consume(c, msgs, 2, 60);
     ck_assert_uint_eq(got, 2);
@@ -358,20 +362,14 @@ END_TEST
  * exits and its supervisor starts a new process. */
 START_TEST(test_fatal_producer_error_stops_the_relay)
 {
-    char errstr[256];
-    struct cv_outbox_relay *relay =
-        cv_outbox_relay_start(conninfo, producer, 10, 0, errstr, sizeof(errstr));
-    ck_assert_msg(relay != NULL, "%s", errstr);
-    int64_t deadline = cv_monotonic_ms() + 10000;
-    while (!cv_outbox_relay_active(relay) && cv_monotonic_ms() < deadline)
-        cv_sleep_ms(50, NULL);
-    ck_assert(cv_outbox_relay_active(relay));
+    struct cv_outbox_relay *relay = relay_start(10);
+    await_active(relay);
     ck_assert(!cv_outbox_relay_fatal(relay));
     ck_assert_int_eq(rd_kafka_test_fatal_error(cv_kafka_producer_handle(producer),
                                                RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
                                                "injected by the test"),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
-    deadline = cv_monotonic_ms() + 10000;
+    int64_t deadline = cv_monotonic_ms() + 10000;
     while (!cv_outbox_relay_fatal(relay) && cv_monotonic_ms() < deadline)
         cv_sleep_ms(50, NULL);
     ck_assert(cv_outbox_relay_fatal(relay));
@@ -397,9 +395,5 @@ static Suite *outbox_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(outbox_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(outbox_suite());
 }

@@ -159,9 +159,5 @@ static Suite *waiters_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(waiters_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(waiters_suite());
 }

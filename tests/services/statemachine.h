@@ -44,6 +44,10 @@ struct sm_applier {
     char error[512];
 };
 
+/* The service's on_batch (struct cv_service_def). */
+typedef int (*sm_batch_fn)(struct cv_service *svc, PGconn *conn,
+                           const struct cv_event *const *events, size_t n, struct cv_db_err *err);
+
 static char sm_conninfo[512];
 static struct cv_service_def sm_def;
 static struct cv_service sm_svc;
@@ -51,8 +55,7 @@ static unsigned sm_seed;
 
 /* Creates the service's database and its runtime stand-in (name, topic, handlers). */
 static void sm_setup(const char *name, const char *topic, cv_event_handler on_event,
-                     int (*on_batch)(struct cv_service *, PGconn *, const struct cv_event *const *,
-                                     size_t, struct cv_db_err *))
+                     sm_batch_fn on_batch)
 {
     cv_log_init(name, CV_LOG_ERROR);
     char errstr[256];
@@ -277,6 +280,74 @@ static int sm_runs(void)
 {
     const char *runs = getenv("SM_RUNS");
     return runs ? atoi(runs) : SM_RUNS_DEFAULT;
+}
+
+/* Makes one run's events for order_id into events (and may prepare rows first); their count. */
+typedef size_t (*sm_builder)(PGconn *conn, const char *order_id, struct sm_event **events);
+/* A scenario's own check after a run's state and emissions were checked. */
+typedef void (*sm_check)(PGconn *conn, const char *order_id);
+
+/* Runs a scenario sm_runs() times, each for a new order: every run must end with state_sql
+ * ($1 = the order id) answering want, and emit as expect says; then check, if any. */
+static void sm_scenario(const char *name, const char *state_sql, sm_builder build, const char *want,
+                        const struct sm_emits *expect, sm_check check)
+{
+    PGconn *conn = sm_connect();
+    unsigned rng = sm_seed;
+    for (int run = 0; run < sm_runs(); run++) {
+        char oid[37];
+        cv_uuid_v4(oid);
+        struct sm_event *events[SM_MAX_EVENTS];
+        size_t n = build(conn, oid, events);
+        sm_run(events, n, &rng);
+        char *state = sm_query_text(conn, state_sql, oid);
+        ck_assert_msg(strcmp(state, want) == 0, "%s run %d (seed %u): %s, not %s", name, run,
+                      sm_seed, state, want);
+        free(state);
+        sm_check_emits(conn, name, oid, expect);
+        if (check)
+            check(conn, oid);
+        for (size_t i = 0; i < n; i++)
+            sm_event_free(events[i]);
+    }
+    PQfinish(conn);
+}
+
+/* The service under test, for the fixture sm_main installs. */
+static const char *sm_name, *sm_topic;
+static cv_event_handler sm_on_event;
+static sm_batch_fn sm_on_batch;
+
+static void sm_fixture_setup(void)
+{
+    sm_setup(sm_name, sm_topic, sm_on_event, sm_on_batch);
+}
+
+static void sm_fixture_teardown(void)
+{
+    sm_teardown(sm_name);
+}
+
+/* Runs tests (NULL-terminated) as the suite "<name> state machine", each with its own database
+ * of the service named name (consuming into topic, with on_event and on_batch). The exit
+ * status. */
+static int sm_main(const char *name, const char *topic, cv_event_handler on_event,
+                   sm_batch_fn on_batch, const TTest *const *tests)
+{
+    sm_name = name;
+    sm_topic = topic;
+    sm_on_event = on_event;
+    sm_on_batch = on_batch;
+    char title[64];
+    snprintf(title, sizeof(title), "%s state machine", name);
+    Suite *s = suite_create(title);
+    TCase *tc = tcase_create("permutations");
+    tcase_set_timeout(tc, 600);
+    tcase_add_checked_fixture(tc, sm_fixture_setup, sm_fixture_teardown);
+    for (; *tests; tests++)
+        tcase_add_test(tc, *tests);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
 }
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cv/avro.h"
+#include "runner.h"
 
 static char errstr[512];
 
@@ -328,11 +329,5 @@ static Suite *avro_canonical_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(avro_canonical_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(avro_canonical_suite());
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cv/avro.h"
+#include "runner.h"
 
 static char errstr[512];
 
@@ -689,11 +690,5 @@ static Suite *avro_codec_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(avro_codec_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(avro_codec_suite());
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runner.h"
+
 static char errstr[512];
 
 static void setup(void)
@@ -122,9 +124,5 @@ int main(void)
     tcase_add_test(tc, test_prepare_needs_no_lookup_for_other_framings);
     tcase_add_test(tc, test_unreachable_registry_is_transient);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runner.h"
+
 static const struct cv_config_var shared_vars[] = {
     {"CVT_HTTP_PORT", "8080", "Port of the HTTP API.", CV_CONFIG_INT, 1, 65535},
     {"CVT_LOG_LEVEL", "info", "debug, info, warn or error.", CV_CONFIG_STRING, 0, 0},
@@ -38,6 +40,15 @@ static void setup(void)
 
 static void teardown(void)
 {
+}
+
+/* Sets name to value and checks that loading fails, with want as the message (NULL: any). */
+static void refused(const char *name, const char *value, const char *want)
+{
+    setenv(name, value, 1);
+    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
+    if (want)
+        ck_assert_str_eq(errstr, want);
 }
 
 START_TEST(test_defaults_and_override)
@@ -75,36 +86,25 @@ START_TEST(test_required_missing)
     unsetenv("CVT_DATABASE_URL");
     ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
     ck_assert_str_eq(errstr, "CVT_DATABASE_URL: required");
-    setenv("CVT_DATABASE_URL", "", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_DATABASE_URL: required");
+    refused("CVT_DATABASE_URL", "", "CVT_DATABASE_URL: required");
 }
 END_TEST
 
 START_TEST(test_bad_int)
 {
-    setenv("CVT_HTTP_PORT", "80a", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_HTTP_PORT: expected an integer in 1..65535, got \"80a\"");
-    setenv("CVT_HTTP_PORT", " 80", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    setenv("CVT_HTTP_PORT", "99999999999999999999999", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
+    refused("CVT_HTTP_PORT", "80a", "CVT_HTTP_PORT: expected an integer in 1..65535, got \"80a\"");
+    refused("CVT_HTTP_PORT", " 80", NULL);
+    refused("CVT_HTTP_PORT", "99999999999999999999999", NULL);
     setenv("CVT_HTTP_PORT", "8080", 1);
-    setenv("CVT_OFFSET", "1e3", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_OFFSET: expected an integer, got \"1e3\"");
+    refused("CVT_OFFSET", "1e3", "CVT_OFFSET: expected an integer, got \"1e3\"");
 }
 END_TEST
 
 START_TEST(test_out_of_range)
 {
-    setenv("CVT_HTTP_PORT", "0", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_HTTP_PORT: expected an integer in 1..65535, got \"0\"");
-    setenv("CVT_HTTP_PORT", "65536", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_HTTP_PORT: expected an integer in 1..65535, got \"65536\"");
+    refused("CVT_HTTP_PORT", "0", "CVT_HTTP_PORT: expected an integer in 1..65535, got \"0\"");
+    refused("CVT_HTTP_PORT", "65536",
+            "CVT_HTTP_PORT: expected an integer in 1..65535, got \"65536\"");
     setenv("CVT_HTTP_PORT", "65535", 1);
     struct cv_config *cfg = cv_config_load(tables, errstr, sizeof(errstr));
     ck_assert_msg(cfg != NULL, "%s", errstr);
@@ -129,10 +129,9 @@ START_TEST(test_bool_forms)
         ck_assert_msg(cv_config_bool(cfg, "CVT_STRICT") == 0, "%s", falsy[i]);
         cv_config_destroy(cfg);
     }
-    setenv("CVT_STRICT", "maybe", 1);
-    ck_assert_ptr_null(cv_config_load(tables, errstr, sizeof(errstr)));
-    ck_assert_str_eq(errstr, "CVT_STRICT: expected a boolean (1/0, true/false, yes/no, on/off), "
-                             "got \"maybe\"");
+    refused("CVT_STRICT", "maybe",
+            "CVT_STRICT: expected a boolean (1/0, true/false, yes/no, on/off), "
+            "got \"maybe\"");
 }
 END_TEST
 
@@ -248,9 +247,5 @@ int main(void)
 {
     /* Under CK_FORK=no an abort would end the whole run: leave those tests out. */
     const char *fork_env = getenv("CK_FORK");
-    SRunner *sr = srunner_create(config_suite(!(fork_env && strcmp(fork_env, "no") == 0)));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(config_suite(!(fork_env && strcmp(fork_env, "no") == 0)));
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runner.h"
+
 START_TEST(test_kinds)
 {
     ck_assert_str_eq(cv_service_dead_letter_kind("undecodable: unknown schema fingerprint "
@@ -42,9 +44,5 @@ int main(void)
     tcase_add_test(tc, test_kinds);
     tcase_add_test(tc, test_prefix_must_match_exactly);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

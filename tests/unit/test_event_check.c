@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cv/event.h"
+#include "runner.h"
 
 static char reason[256];
 
@@ -172,9 +173,5 @@ int main(void)
     tcase_add_test(tc, test_string_field);
     tcase_add_test(tc, test_dispatch);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

@@ -3,8 +3,6 @@
  * principal the handler sees. Tokens are HS256, signed here. */
 #include <arpa/inet.h>
 #include <check.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +12,8 @@
 
 #include "cv/http.h"
 #include "cv/http_auth.h"
+#include "jwt_fixture.h"
+#include "runner.h"
 
 static const unsigned char secret[] = "unit-test-secret-of-at-least-32-bytes!";
 
@@ -36,27 +36,6 @@ static struct cv_http_server *srv;
 static struct cv_http_auth *auth;
 static int port;
 
-static char *b64url(const unsigned char *data, size_t len)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(len * 4 / 3 + 4);
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | data[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = abc[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = abc[(acc << (6 - bits)) & 63];
-    out[o] = 0;
-    return out;
-}
-
 /* An HS256 token for sub with roles (a JSON array text) and exp now + ttl. Caller frees. */
 static char *token(const char *sub, const char *roles, long ttl)
 {
@@ -64,22 +43,8 @@ static char *token(const char *sub, const char *roles, long ttl)
     snprintf(claims, sizeof(claims),
              "{\"iss\":\"unit\",\"aud\":\"conveyor\",\"sub\":\"%s\",\"roles\":%s,\"exp\":%ld}", sub,
              roles, (long)time(NULL) + ttl);
-    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-    char *h = b64url((const unsigned char *)header, strlen(header));
-    char *c = b64url((const unsigned char *)claims, strlen(claims));
-    char signing[1024];
-    snprintf(signing, sizeof(signing), "%s.%s", h, c);
-    unsigned char mac[32];
-    unsigned mac_len = 0;
-    HMAC(EVP_sha256(), secret, (int)(sizeof(secret) - 1), (unsigned char *)signing, strlen(signing),
-         mac, &mac_len);
-    char *s = b64url(mac, mac_len);
-    char *t = malloc(strlen(signing) + strlen(s) + 2);
-    sprintf(t, "%s.%s", signing, s);
-    free(h);
-    free(c);
-    free(s);
-    return t;
+    return make_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, "HS256", NULL, secret,
+                      sizeof(secret) - 1);
 }
 
 /* Sends one request (Connection: close) and returns the whole reply (caller frees). */
@@ -245,9 +210,5 @@ int main(void)
     tcase_add_test(tc, test_rate_limit);
     tcase_add_test(tc, test_config_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

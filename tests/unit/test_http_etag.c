@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "cv/http.h"
+#include "runner.h"
 
 START_TEST(test_strong_match)
 {
@@ -69,9 +70,5 @@ static Suite *http_etag_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_etag_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(http_etag_suite());
 }

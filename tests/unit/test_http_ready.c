@@ -1,5 +1,6 @@
 /* Unit tests of http_ready.c: /readyz answers the cached result of the readiness thread at once. */
 #include "http_fixture.h"
+#include "runner.h"
 
 START_TEST(test_readyz_ready_not_ready_draining)
 {
@@ -74,9 +75,5 @@ static Suite *http_ready_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_ready_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(http_ready_suite());
 }

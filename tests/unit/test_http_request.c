@@ -1,6 +1,7 @@
 /* Unit tests of http_request.c: bounded body accumulation (chunked too), JSON bodies with their
  * problem replies, and the accessors for path parameters, query and headers. */
 #include "http_fixture.h"
+#include "runner.h"
 
 /* Sends body as HTTP chunks of chunk bytes each, then the last chunk. */
 static int send_chunked(struct conn *c, const char *body, size_t len, size_t chunk)
@@ -178,9 +179,5 @@ static Suite *http_request_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_request_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(http_request_suite());
 }

@@ -1,6 +1,7 @@
 /* Unit tests of http_server.c: daemon lifecycle, routing, the built-in /healthz and /metrics, body
  * limits, keep-alive, configuration errors and the probe port. */
 #include "http_fixture.h"
+#include "runner.h"
 
 START_TEST(test_healthz)
 {
@@ -332,9 +333,5 @@ static Suite *http_server_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_server_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(http_server_suite());
 }

@@ -1,6 +1,7 @@
 /* Unit tests of http_suspend.c: suspended requests (long polls) hold no server thread, resume
  * safely from any thread at any moment, and are answered when the server stops. */
 #include "http_fixture.h"
+#include "runner.h"
 
 START_TEST(test_suspended_requests_hold_no_thread)
 {
@@ -39,23 +40,25 @@ START_TEST(test_suspended_requests_hold_no_thread)
 }
 END_TEST
 
-START_TEST(test_resumed_from_another_thread_later)
+/* request's handler is resumed with its state kept and answers 200. */
+static void expect_resumed(const char *request)
 {
     struct reply r;
-    roundtrip("GET /wait/100 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    roundtrip(request, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "{\"resumed\":true,\"state\":\"kept\"}\n");
     reply_free(&r);
+}
+
+START_TEST(test_resumed_from_another_thread_later)
+{
+    expect_resumed("GET /wait/100 HTTP/1.1\r\nHost: t\r\n\r\n");
 }
 END_TEST
 
 START_TEST(test_resumed_before_the_handler_returned)
 {
-    struct reply r;
-    roundtrip("GET /wait/0 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_str_eq(r.body, "{\"resumed\":true,\"state\":\"kept\"}\n");
-    reply_free(&r);
+    expect_resumed("GET /wait/0 HTTP/1.1\r\nHost: t\r\n\r\n");
 }
 END_TEST
 
@@ -100,9 +103,5 @@ static Suite *http_suspend_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_suspend_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(http_suspend_suite());
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runner.h"
+
 static json_t *doc;
 static struct cv_json_err err;
 
@@ -273,9 +275,5 @@ int main(void)
 {
     /* Under CK_FORK=no an abort would end the whole run: leave that test out. */
     const char *fork_env = getenv("CK_FORK");
-    SRunner *sr = srunner_create(json_suite(!(fork_env && strcmp(fork_env, "no") == 0)));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(json_suite(!(fork_env && strcmp(fork_env, "no") == 0)));
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cv/log.h"
+#include "runner.h"
 
 static int saved_stdout = -1;
 static char path[] = "/tmp/cv-test-log-XXXXXX";
@@ -153,9 +154,5 @@ static Suite *log_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(log_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(log_suite());
 }

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runner.h"
+
 static void setup(void)
 {
     cv_metrics_reset();
@@ -424,9 +426,5 @@ int main(void)
     /* Under CK_FORK=no (valgrind) an abort would end the whole run: leave those tests out. */
     const char *fork_env = getenv("CK_FORK");
     int forking = !(fork_env && strcmp(fork_env, "no") == 0);
-    SRunner *sr = srunner_create(metrics_suite(forking));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(metrics_suite(forking));
 }

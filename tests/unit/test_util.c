@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cv/util.h"
+#include "runner.h"
 
 START_TEST(test_uuid_v4_form)
 {
@@ -184,9 +185,5 @@ static Suite *util_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(util_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(util_suite());
 }

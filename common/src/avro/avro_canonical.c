@@ -174,19 +174,11 @@ char *cv_avro_tree_canonical(const struct cv_avro_node *root)
 char *cv_avro_canonical_form(const char *schema_json, char *errstr, size_t errstr_size)
 {
     struct cv_avro_tree tree;
-    json_error_t jerr;
-    json_t *json;
     char *form;
 
-    if (schema_json == NULL) {
-        snprintf(errstr, errstr_size, "no schema");
+    json_t *json = cv_avro_json_load(schema_json, errstr, errstr_size);
+    if (json == NULL)
         return NULL;
-    }
-    json = json_loads(schema_json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (json == NULL) {
-        snprintf(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
-        return NULL;
-    }
     if (cv_avro_tree_parse(json, CV_AVRO_PARSE_NO_DEFAULTS, &tree, errstr, errstr_size) != 0) {
         json_decref(json);
         return NULL;

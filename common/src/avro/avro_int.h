@@ -69,6 +69,10 @@ struct cv_avro_tree {
     struct cv_avro_node *nodes; /* allocation list */
 };
 
+/* avro_parse.c: schema text as JSON (any value: a schema may be a bare "string"). NULL with
+ * errstr set. */
+json_t *cv_avro_json_load(const char *text, char *errstr, size_t errstr_size);
+
 /* avro_parse.c: builds the tree of a self-contained schema JSON (named types defined before
  * use), checking names, defaults and nesting. 0, or -1 with errstr; the tree is empty then.
  * With CV_AVRO_PARSE_NO_DEFAULTS, defaults are ignored rather than checked (canonical form:

@@ -1,6 +1,7 @@
 /* Event JSON -> avro-c value, the encoding half of the codec: checks every field against our
  * schema tree, fills the defaults the schema declares (avro-c applies none), and names the path
  * of the first problem. Also base64, our JSON shape for bytes and fixed. */
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -254,6 +255,56 @@ static int bytes_to_value(const struct cv_avro_node *n, const json_t *j, avro_va
     return rc != 0 ? avro_failed(path, errstr, errstr_size, rc) : 0;
 }
 
+/* Why a scalar of the right JSON type is still no value of n, or NULL. */
+static const char *scalar_refusal(const struct cv_avro_node *n, const json_t *j)
+{
+    if (n->kind == CV_AVRO_INT &&
+        (json_integer_value(j) < INT32_MIN || json_integer_value(j) > INT32_MAX))
+        return "expected int (out of 32-bit range)";
+    if (n->kind == CV_AVRO_FLOAT && fabs(json_number_value(j)) > FLT_MAX)
+        return "expected float (out of range)";
+    if (n->kind == CV_AVRO_STRING && n->is_uuid &&
+        !(json_string_length(j) == 36 && cv_uuid_valid(json_string_value(j))))
+        return "expected uuid string";
+    return NULL;
+}
+
+/* avro-c's setter for a scalar j that fits n. */
+static int set_scalar(const struct cv_avro_node *n, const json_t *j, avro_value_t *value)
+{
+    switch (n->kind) {
+    case CV_AVRO_NULL:
+        return avro_value_set_null(value);
+    case CV_AVRO_BOOLEAN:
+        return avro_value_set_boolean(value, json_is_true(j));
+    case CV_AVRO_INT:
+        return avro_value_set_int(value, (int32_t)json_integer_value(j));
+    case CV_AVRO_LONG:
+        return avro_value_set_long(value, (int64_t)json_integer_value(j));
+    case CV_AVRO_FLOAT:
+        return avro_value_set_float(value, (float)json_number_value(j));
+    case CV_AVRO_DOUBLE:
+        return avro_value_set_double(value, json_number_value(j));
+    case CV_AVRO_STRING: /* avro-c counts the terminating NUL in the size */
+        return avro_value_set_string_len(value, json_string_value(j), json_string_length(j) + 1);
+    default:
+        return EINVAL;
+    }
+}
+
+/* A null, boolean, number or string; value NULL only checks. */
+static int scalar_to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t *value,
+                           struct cv_avro_path *path, char *errstr, size_t errstr_size)
+{
+    const char *refusal = scalar_refusal(n, j);
+    if (refusal) {
+        cv_avro_path_error(path, errstr, errstr_size, "%s", refusal);
+        return -1;
+    }
+    int rc = value != NULL ? set_scalar(n, j, value) : 0;
+    return rc != 0 ? avro_failed(path, errstr, errstr_size, rc) : 0;
+}
+
 static int to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t *value,
                     struct cv_avro_path *path, char *errstr, size_t errstr_size);
 
@@ -286,45 +337,13 @@ static int to_value(const struct cv_avro_node *n, const json_t *j, avro_value_t 
     }
     switch (n->kind) {
     case CV_AVRO_NULL:
-        if (value != NULL)
-            rc = avro_value_set_null(value);
-        break;
     case CV_AVRO_BOOLEAN:
-        if (value != NULL)
-            rc = avro_value_set_boolean(value, json_is_true(j));
-        break;
     case CV_AVRO_INT:
-        if (json_integer_value(j) < INT32_MIN || json_integer_value(j) > INT32_MAX) {
-            cv_avro_path_error(path, errstr, errstr_size, "expected int (out of 32-bit range)");
-            return -1;
-        }
-        if (value != NULL)
-            rc = avro_value_set_int(value, (int32_t)json_integer_value(j));
-        break;
     case CV_AVRO_LONG:
-        if (value != NULL)
-            rc = avro_value_set_long(value, (int64_t)json_integer_value(j));
-        break;
     case CV_AVRO_FLOAT:
-        if (fabs(json_number_value(j)) > FLT_MAX) {
-            cv_avro_path_error(path, errstr, errstr_size, "expected float (out of range)");
-            return -1;
-        }
-        if (value != NULL)
-            rc = avro_value_set_float(value, (float)json_number_value(j));
-        break;
     case CV_AVRO_DOUBLE:
-        if (value != NULL)
-            rc = avro_value_set_double(value, json_number_value(j));
-        break;
     case CV_AVRO_STRING:
-        if (n->is_uuid && !(json_string_length(j) == 36 && cv_uuid_valid(json_string_value(j)))) {
-            cv_avro_path_error(path, errstr, errstr_size, "expected uuid string");
-            return -1;
-        }
-        if (value != NULL) /* avro-c counts the terminating NUL in the size */
-            rc = avro_value_set_string_len(value, json_string_value(j), json_string_length(j) + 1);
-        break;
+        return scalar_to_value(n, j, value, path, errstr, errstr_size);
     case CV_AVRO_BYTES:
     case CV_AVRO_FIXED:
         return bytes_to_value(n, j, value, path, errstr, errstr_size);

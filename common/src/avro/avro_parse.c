@@ -829,3 +829,16 @@ void cv_avro_tree_free(struct cv_avro_tree *tree)
     tree->nodes = NULL;
     tree->root = NULL;
 }
+
+json_t *cv_avro_json_load(const char *text, char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    if (text == NULL) {
+        snprintf(errstr, errstr_size, "no schema");
+        return NULL;
+    }
+    json_t *json = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (json == NULL)
+        snprintf(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
+    return json;
+}

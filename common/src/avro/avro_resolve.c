@@ -53,24 +53,29 @@ static int same_type(const struct cv_avro_node *w, const struct cv_avro_node *r)
     return 1;
 }
 
+static const char *type_name(const struct cv_avro_node *n)
+{
+    return n->full_name != NULL ? n->full_name : cv_avro_kind_name(n->kind);
+}
+
 /* The reader union's branch for a writer's (non-union) type: the first of the same type, else
- * the first it promotes to; -1 if none. */
-static long union_branch(const struct cv_avro_node *w, const struct cv_avro_node *r)
+ * the first it promotes to; NULL with errstr if none. */
+static const struct cv_avro_node *reader_branch(const struct cv_avro_node *w,
+                                                const struct cv_avro_node *r,
+                                                const struct cv_avro_path *path, char *errstr,
+                                                size_t errstr_size)
 {
     size_t i;
 
     for (i = 0; i < r->nbranches; i++)
         if (same_type(w, r->branches[i]))
-            return (long)i;
+            return r->branches[i];
     for (i = 0; i < r->nbranches; i++)
         if (promotable(w->kind, r->branches[i]->kind))
-            return (long)i;
-    return -1;
-}
-
-static const char *type_name(const struct cv_avro_node *n)
-{
-    return n->full_name != NULL ? n->full_name : cv_avro_kind_name(n->kind);
+            return r->branches[i];
+    cv_avro_path_error(path, errstr, errstr_size,
+                       "the writer's %s is in no branch of the reader's union", type_name(w));
+    return NULL;
 }
 
 static const struct cv_avro_field *writer_field(const struct cv_avro_node *w,
@@ -83,6 +88,17 @@ static const struct cv_avro_field *writer_field(const struct cv_avro_node *w,
         }
     }
     return NULL;
+}
+
+/* A float or a double value, as a double: the reader's number_json takes either. */
+static int get_real(avro_value_t *value, enum cv_avro_kind kind, double *d)
+{
+    if (kind == CV_AVRO_DOUBLE)
+        return avro_value_get_double(value, d);
+    float f = 0;
+    int rc = avro_value_get_float(value, &f);
+    *d = f;
+    return rc;
 }
 
 static json_t *number_json(enum cv_avro_kind r, double d, const struct cv_avro_path *path,
@@ -243,14 +259,8 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
         return cv_avro_value_to_json(w->branches[disc], &branch, r, path, errstr, errstr_size);
     }
     if (r->kind == CV_AVRO_UNION) {
-        long b = union_branch(w, r);
-        if (b < 0) {
-            cv_avro_path_error(path, errstr, errstr_size,
-                               "the writer's %s is in no branch of the reader's union",
-                               type_name(w));
-            return NULL;
-        }
-        return cv_avro_value_to_json(w, value, r->branches[b], path, errstr, errstr_size);
+        const struct cv_avro_node *b = reader_branch(w, r, path, errstr, errstr_size);
+        return b ? cv_avro_value_to_json(w, value, b, path, errstr, errstr_size) : NULL;
     }
     if (!same_type(w, r) && !promotable(w->kind, r->kind)) {
         cv_avro_path_error(path, errstr, errstr_size, "the writer's %s cannot be read as %s",
@@ -285,16 +295,10 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
                        : number_json(r->kind, (double)l, path, errstr, errstr_size);
         break;
     }
-    case CV_AVRO_FLOAT: {
-        float f = 0;
-        rc = avro_value_get_float(value, &f);
-        if (rc == 0)
-            return number_json(r->kind, f, path, errstr, errstr_size);
-        break;
-    }
+    case CV_AVRO_FLOAT:
     case CV_AVRO_DOUBLE: {
         double d = 0;
-        rc = avro_value_get_double(value, &d);
+        rc = get_real(value, w->kind, &d);
         if (rc == 0)
             return number_json(r->kind, d, path, errstr, errstr_size);
         break;
@@ -307,12 +311,9 @@ json_t *cv_avro_value_to_json(const struct cv_avro_node *w, avro_value_t *value,
         break;
     }
     case CV_AVRO_BYTES:
-        rc = avro_value_get_bytes(value, &data, &size);
-        if (rc == 0)
-            return bytes_json(r->kind, data, size, path, errstr, errstr_size);
-        break;
     case CV_AVRO_FIXED:
-        rc = avro_value_get_fixed(value, &data, &size);
+        rc = w->kind == CV_AVRO_BYTES ? avro_value_get_bytes(value, &data, &size)
+                                      : avro_value_get_fixed(value, &data, &size);
         if (rc == 0)
             return bytes_json(r->kind, data, size, path, errstr, errstr_size);
         break;
@@ -350,14 +351,8 @@ static int compat(const struct cv_avro_node *w, const struct cv_avro_node *r,
         return 1;
     }
     if (r->kind == CV_AVRO_UNION) {
-        long b = union_branch(w, r);
-        if (b < 0) {
-            cv_avro_path_error(path, errstr, errstr_size,
-                               "the writer's %s is in no branch of the reader's union",
-                               type_name(w));
-            return 0;
-        }
-        return compat(w, r->branches[b], stack, path, errstr, errstr_size);
+        const struct cv_avro_node *b = reader_branch(w, r, path, errstr, errstr_size);
+        return b ? compat(w, b, stack, path, errstr, errstr_size) : 0;
     }
     if (!same_type(w, r) && !promotable(w->kind, r->kind)) {
         cv_avro_path_error(path, errstr, errstr_size, "the writer's %s cannot be read as %s",

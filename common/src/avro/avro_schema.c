@@ -306,18 +306,10 @@ cleanup:
 struct cv_schema *cv_avro_schema_new(const char *json, char *errstr, size_t errstr_size)
 {
     struct cv_schema *s;
-    json_error_t jerr;
-    json_t *j;
+    json_t *j = cv_avro_json_load(json, errstr, errstr_size);
 
-    if (json == NULL) {
-        snprintf(errstr, errstr_size, "no schema");
+    if (j == NULL)
         return NULL;
-    }
-    j = json_loads(json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (j == NULL) {
-        snprintf(errstr, errstr_size, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
-        return NULL;
-    }
     s = cv_avro_schema_build(j, cv_avro_catalog_shared(), "added", errstr, errstr_size);
     json_decref(j);
     return s;

@@ -56,37 +56,16 @@ static void new_sku(PGconn *conn, const char *oid)
     " FROM reservations r, stock s"                                                                \
     " WHERE r.order_id = $1::uuid AND s.sku = 'SM-' || left($1::text, 8)"
 
-typedef size_t (*builder)(PGconn *, const char *, struct sm_event **);
-
-/* released_follows: StockReleased must be emitted exactly as often as StockReserved was. */
-static void scenario(const char *name, builder build, const char *want,
-                     const struct sm_emits *expect, int released_follows)
+/* StockReleased is emitted exactly as often as StockReserved was. */
+static void released_follows(PGconn *conn, const char *oid)
 {
-    PGconn *conn = sm_connect();
-    unsigned rng = sm_seed;
-    for (int run = 0; run < sm_runs(); run++) {
-        char oid[37];
-        cv_uuid_v4(oid);
-        new_sku(conn, oid);
-        struct sm_event *events[SM_MAX_EVENTS];
-        size_t n = build(conn, oid, events);
-        sm_run(events, n, &rng);
-        char *state = sm_query_text(conn, STATE_SQL, oid);
-        ck_assert_msg(strcmp(state, want) == 0, "%s run %d (seed %u): %s, not %s", name, run,
-                      sm_seed, state, want);
-        free(state);
-        sm_check_emits(conn, name, oid, expect);
-        if (released_follows)
-            ck_assert_int_eq(sm_emitted(conn, oid, "StockReleased"),
-                             sm_emitted(conn, oid, "StockReserved"));
-        for (size_t i = 0; i < n; i++)
-            sm_event_free(events[i]);
-    }
-    PQfinish(conn);
+    ck_assert_int_eq(sm_emitted(conn, oid, "StockReleased"),
+                     sm_emitted(conn, oid, "StockReserved"));
 }
 
 static size_t build_cancelled(PGconn *conn, const char *oid, struct sm_event **e)
 {
+    new_sku(conn, oid);
     e[0] = placed(oid, 3);
     e[1] = shipment_cancelled(oid);
     e[2] = placed(oid, 3); /* the same order again under another id */
@@ -100,12 +79,14 @@ START_TEST(test_cancelled_shipment_releases_once)
      * (reserved, then released), nothing stays reserved. */
     static const struct sm_emits expect[] = {
         {"StockReserved", 0, 1}, {"StockReleased", 0, 1}, {"StockRejected", 0, 0}, {NULL, 0, 0}};
-    scenario("placed+shipment cancelled", build_cancelled, "RELEASED|10|0|0", expect, 1);
+    sm_scenario("placed+shipment cancelled", STATE_SQL, build_cancelled, "RELEASED|10|0|0", expect,
+                released_follows);
 }
 END_TEST
 
 static size_t build_reserved(PGconn *conn, const char *oid, struct sm_event **e)
 {
+    new_sku(conn, oid);
     e[0] = placed(oid, 3);
     e[1] = placed(oid, 3);
     e[2] = order_cancelled_v1(oid); /* release 1: the release follows the shipment now */
@@ -116,7 +97,8 @@ START_TEST(test_reserved_once)
 {
     static const struct sm_emits expect[] = {
         {"StockReserved", 1, 1}, {"StockReleased", 0, 0}, {NULL, 0, 0}};
-    scenario("placed twice+v1 cancel", build_reserved, "RESERVED|7|3|0", expect, 0);
+    sm_scenario("placed twice+v1 cancel", STATE_SQL, build_reserved, "RESERVED|7|3|0", expect,
+                NULL);
 }
 END_TEST
 
@@ -124,6 +106,7 @@ END_TEST
  * before any ShipmentDispatched); then dispatches, redeliveries and an old cancel race. */
 static size_t build_dispatched(PGconn *conn, const char *oid, struct sm_event **e)
 {
+    new_sku(conn, oid);
     struct sm_event *first = placed(oid, 3);
     char error[512] = "";
     ck_assert_msg(sm_apply(conn, &sm_svc, first, error, sizeof(error)) == 0, "%s", error);
@@ -139,33 +122,14 @@ START_TEST(test_shipped_once)
 {
     static const struct sm_emits expect[] = {
         {"StockReserved", 1, 1}, {"StockReleased", 0, 0}, {NULL, 0, 0}};
-    scenario("reserved+dispatched twice", build_dispatched, "SHIPPED|7|0|3", expect, 0);
+    sm_scenario("reserved+dispatched twice", STATE_SQL, build_dispatched, "SHIPPED|7|0|3", expect,
+                NULL);
 }
 END_TEST
 
-static void setup(void)
-{
-    sm_setup("inventory", "inventory", inventory_on_event, inventory_on_batch);
-}
-
-static void teardown(void)
-{
-    sm_teardown("inventory");
-}
-
 int main(void)
 {
-    Suite *s = suite_create("inventory state machine");
-    TCase *tc = tcase_create("permutations");
-    tcase_set_timeout(tc, 600);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cancelled_shipment_releases_once);
-    tcase_add_test(tc, test_reserved_once);
-    tcase_add_test(tc, test_shipped_once);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *tests[] = {test_cancelled_shipment_releases_once, test_reserved_once,
+                            test_shipped_once, NULL};
+    return sm_main("inventory", "inventory", inventory_on_event, inventory_on_batch, tests);
 }

@@ -76,29 +76,11 @@ static void prepare(PGconn *conn, const char *oid, int cancel)
     "SELECT concat_ws('|', status, reason, cancellation_status, cancellation_reason,"              \
     " shipment_cancelled) FROM orders WHERE id = $1"
 
-typedef size_t (*builder)(PGconn *, const char *, struct sm_event **);
-
-static void scenario(const char *name, builder build, const char *want)
+static void scenario(const char *name, sm_builder build, const char *want)
 {
     static const struct sm_emits nothing[] = {
         {"OrderCancellationRequested", 0, 0}, {"OrderPlaced", 0, 0}, {NULL, 0, 0}};
-    PGconn *conn = sm_connect();
-    unsigned rng = sm_seed;
-    for (int run = 0; run < sm_runs(); run++) {
-        char oid[37];
-        cv_uuid_v4(oid);
-        struct sm_event *events[SM_MAX_EVENTS];
-        size_t n = build(conn, oid, events);
-        sm_run(events, n, &rng);
-        char *state = sm_query_text(conn, STATE_SQL, oid);
-        ck_assert_msg(strcmp(state, want) == 0, "%s run %d (seed %u): %s, not %s", name, run,
-                      sm_seed, state, want);
-        free(state);
-        sm_check_emits(conn, name, oid, nothing);
-        for (size_t i = 0; i < n; i++)
-            sm_event_free(events[i]);
-    }
-    PQfinish(conn);
+    sm_scenario(name, STATE_SQL, build, want, nothing, NULL);
 }
 
 static size_t build_delivered(PGconn *conn, const char *oid, struct sm_event **e)
@@ -182,31 +164,13 @@ START_TEST(test_refused_follows_the_shipment)
 }
 END_TEST
 
-static void setup(void)
-{
-    sm_setup("order", "orders", order_on_event, NULL);
-}
-
-static void teardown(void)
-{
-    sm_teardown("order");
-}
-
 int main(void)
 {
-    Suite *s = suite_create("order state machine");
-    TCase *tc = tcase_create("permutations");
-    tcase_set_timeout(tc, 600);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_forward_only);
-    tcase_add_test(tc, test_cancelling_ends_cancelled);
-    tcase_add_test(tc, test_cancelling_and_rejected_ends_cancelled);
-    tcase_add_test(tc, test_rejected);
-    tcase_add_test(tc, test_refused_follows_the_shipment);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *tests[] = {test_forward_only,
+                            test_cancelling_ends_cancelled,
+                            test_cancelling_and_rejected_ends_cancelled,
+                            test_rejected,
+                            test_refused_follows_the_shipment,
+                            NULL};
+    return sm_main("order", "orders", order_on_event, NULL, tests);
 }

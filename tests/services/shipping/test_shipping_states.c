@@ -43,30 +43,6 @@ static struct sm_event *request(const char *oid, const char *type)
     "SELECT concat_ws('|', status, order_seen, items::text, shipping_address::text,"               \
     " cancellation_refused) FROM shipments WHERE order_id = $1"
 
-/* Runs a scenario sm_runs() times: build(oid, events) makes the events (and may prepare the
- * row first), every run must end in want and emit as expect says. */
-static void scenario(const char *name, size_t (*build)(PGconn *, const char *, struct sm_event **),
-                     const char *want, const struct sm_emits *expect)
-{
-    PGconn *conn = sm_connect();
-    unsigned rng = sm_seed;
-    for (int run = 0; run < sm_runs(); run++) {
-        char oid[37];
-        cv_uuid_v4(oid);
-        struct sm_event *events[SM_MAX_EVENTS];
-        size_t n = build(conn, oid, events);
-        sm_run(events, n, &rng);
-        char *state = sm_query_text(conn, STATE_SQL, oid);
-        ck_assert_msg(strcmp(state, want) == 0, "%s run %d (seed %u): %s, not %s", name, run,
-                      sm_seed, state, want);
-        free(state);
-        sm_check_emits(conn, name, oid, expect);
-        for (size_t i = 0; i < n; i++)
-            sm_event_free(events[i]);
-    }
-    PQfinish(conn);
-}
-
 static size_t build_cancel(PGconn *conn, const char *oid, struct sm_event **e)
 {
     e[0] = placed(oid);
@@ -83,10 +59,11 @@ START_TEST(test_cancel_request_against_reservation)
                                              {"ShipmentScheduled", 0, 1},
                                              {"ShipmentCancellationRefused", 0, 0},
                                              {NULL, 0, 0}};
-    scenario("placed+reserved+request", build_cancel,
-             "CANCELLED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
-             "{\"city\": \"Delft\"}",
-             expect);
+    sm_scenario(
+        "placed+reserved+request", STATE_SQL, build_cancel,
+        "CANCELLED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
+        "{\"city\": \"Delft\"}",
+        expect, NULL);
 }
 END_TEST
 
@@ -105,10 +82,11 @@ START_TEST(test_cancel_request_against_rejection)
                                              {"ShipmentScheduled", 0, 0},
                                              {"ShipmentCancellationRefused", 0, 0},
                                              {NULL, 0, 0}};
-    scenario("placed+rejected+requests", build_rejected,
-             "CANCELLED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
-             "{\"city\": \"Delft\"}",
-             expect);
+    sm_scenario(
+        "placed+rejected+requests", STATE_SQL, build_rejected,
+        "CANCELLED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
+        "{\"city\": \"Delft\"}",
+        expect, NULL);
 }
 END_TEST
 
@@ -125,10 +103,11 @@ START_TEST(test_schedule_once)
 {
     static const struct sm_emits expect[] = {
         {"ShipmentScheduled", 1, 1}, {"ShipmentCancelled", 0, 0}, {NULL, 0, 0}};
-    scenario("placed+reserved twice", build_scheduled,
-             "SCHEDULED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
-             "{\"city\": \"Delft\"}",
-             expect);
+    sm_scenario(
+        "placed+reserved twice", STATE_SQL, build_scheduled,
+        "SCHEDULED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
+        "{\"city\": \"Delft\"}",
+        expect, NULL);
 }
 END_TEST
 
@@ -163,37 +142,18 @@ START_TEST(test_refused_once_after_dispatch)
                                              {"ShipmentCancelled", 0, 0},
                                              {"ShipmentScheduled", 1, 1},
                                              {NULL, 0, 0}};
-    scenario("dispatched+requests", build_dispatched,
-             "DISPATCHED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
-             "{\"city\": \"Delft\"}|already dispatched",
-             expect);
+    sm_scenario(
+        "dispatched+requests", STATE_SQL, build_dispatched,
+        "DISPATCHED|t|[{\"sku\": \"SM-WIDGET\", \"quantity\": 2, \"unit_price_cents\": 100}]|"
+        "{\"city\": \"Delft\"}|already dispatched",
+        expect, NULL);
 }
 END_TEST
 
-static void setup(void)
-{
-    sm_setup("shipping", "shipments", shipping_on_event, NULL);
-}
-
-static void teardown(void)
-{
-    sm_teardown("shipping");
-}
-
 int main(void)
 {
-    Suite *s = suite_create("shipping state machine");
-    TCase *tc = tcase_create("permutations");
-    tcase_set_timeout(tc, 600);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cancel_request_against_reservation);
-    tcase_add_test(tc, test_cancel_request_against_rejection);
-    tcase_add_test(tc, test_schedule_once);
-    tcase_add_test(tc, test_refused_once_after_dispatch);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *tests[] = {test_cancel_request_against_reservation,
+                            test_cancel_request_against_rejection, test_schedule_once,
+                            test_refused_once_after_dispatch, NULL};
+    return sm_main("shipping", "shipments", shipping_on_event, NULL, tests);
 }
