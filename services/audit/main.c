@@ -22,4 +22,7 @@ static const struct cv_service_def audit_service = {
     .raw = 1,
 };
 
-CV_SERVICE_MAIN(audit_service)
+int main(int argc, char **argv)
+{
+    return cv_service_main(&audit_service, argc, argv);
+}

@@ -37,4 +37,7 @@ static const struct cv_service_def inventory_service = {
     .init = inventory_init,
 };
 
-CV_SERVICE_MAIN(inventory_service)
+int main(int argc, char **argv)
+{
+    return cv_service_main(&inventory_service, argc, argv);
+}

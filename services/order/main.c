@@ -27,4 +27,7 @@ static const struct cv_service_def order_service = {
     .notify_channel = "order_status", /* long polls; see sql/002_order_status_notify.sql */
 };
 
-CV_SERVICE_MAIN(order_service)
+int main(int argc, char **argv)
+{
+    return cv_service_main(&order_service, argc, argv);
+}

@@ -21,4 +21,7 @@ static const struct cv_service_def shipping_service = {
     .on_event = shipping_on_event,
 };
 
-CV_SERVICE_MAIN(shipping_service)
+int main(int argc, char **argv)
+{
+    return cv_service_main(&shipping_service, argc, argv);
+}

@@ -79,14 +79,8 @@ struct cv_service_def {
 /* Runs the service until SIGTERM or SIGINT. Returns the process exit status. */
 int cv_service_main(const struct cv_service_def *def, int argc, char **argv);
 
-/* A service's main.c: .routes and .nroutes of a cv_service_def from an array of routes, and the
- * main function that runs the service def. */
+/* In a service's main.c: .routes and .nroutes of a cv_service_def from an array of routes. */
 #define CV_SERVICE_ROUTES(array) .routes = (array), .nroutes = sizeof(array) / sizeof((array)[0])
-#define CV_SERVICE_MAIN(def)                                                                       \
-    int main(int argc, char **argv)                                                                \
-    {                                                                                              \
-        return cv_service_main(&(def), argc, argv);                                                \
-    }
 
 const struct cv_config *cv_service_config(const struct cv_service *svc);
 /* Nonzero once shutdown began (long polls end early). */
