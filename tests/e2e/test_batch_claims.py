@@ -6,18 +6,18 @@ import uuid
 import avro_peer
 from confluent_kafka import Producer
 from conveyor import BROKERS, wait_until
-from test_ordering import order_placed
+from injector import order_placed
 
 
 def test_an_event_twice_in_one_batch_is_applied_once(system):
     sku = "CLAIM-" + uuid.uuid4().hex[:6]
     system.set_stock(sku, 100)
     twice, other = str(uuid.uuid4()), str(uuid.uuid4())
-    repeated = order_placed(twice, sku, 3)
+    repeated = order_placed(twice, sku, 3, "claims")
     skipped = system.inventory.metric("consumer_duplicates_total")
     # One flush, one key: the copies reach the consumer together, in one batch.
     p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 50})
-    for event, key in ((repeated, twice), (order_placed(other, sku, 5), twice),
+    for event, key in ((repeated, twice), (order_placed(other, sku, 5, "claims"), twice),
                        (repeated, twice)):
         p.produce(system.prefix + "orders", key=key,
                   value=avro_peer.encode("OrderPlaced", event))
