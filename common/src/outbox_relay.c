@@ -216,6 +216,8 @@ static int relay_try_lock(struct cv_outbox_relay *relay)
     return got;
 }
 
+#define DELETE_DELIVERED "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+
 /* Deletes the rows whose delivery succeeded and moves those the broker can never take to
  * outbox_quarantine, in one transaction. -1 on a database error. */
 static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
@@ -246,27 +248,31 @@ static int settle_rows(struct cv_outbox_relay *relay, struct row *rows,
     int rc = 0;
     if (count == 0 && quarantined == 0)
         goto cleanup;
-    rc = cv_db_begin(relay->conn, &err);
-    if (rc == 0 && count > 0) {
-        const char *params[] = {ids};
-        rc = cv_db_exec(relay->conn, "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1, params,
-                        &err);
+    const char *delete_params[] = {ids};
+    if (quarantined == 0) {
+        /* The common case: one statement is a transaction of its own, no BEGIN or COMMIT. */
+        rc = cv_db_exec(relay->conn, DELETE_DELIVERED, 1, delete_params, &err);
+    } else {
+        rc = cv_db_begin(relay->conn, &err);
+        if (rc == 0 && count > 0)
+            rc = cv_db_exec(relay->conn, DELETE_DELIVERED, 1, delete_params, &err);
+        for (int i = 0; rc == 0 && i < n; i++) {
+            if (!rows[i].quarantine)
+                continue;
+            const char *params[] = {rows[i].id, rows[i].quarantine};
+            rc = cv_db_exec(relay->conn,
+                            "WITH moved AS (DELETE FROM outbox WHERE id = $1::bigint RETURNING *)"
+                            " INSERT INTO outbox_quarantine (id, topic, key, value, headers,"
+                            " created_at, reason) SELECT id, topic, key, value, headers,"
+                            " created_at, $2 FROM moved",
+                            2, params, &err);
+        }
+        if (rc == 0)
+            rc = cv_db_commit(relay->conn, &err);
+        if (rc < 0)
+            cv_db_rollback(relay->conn);
     }
-    for (int i = 0; rc == 0 && i < n; i++) {
-        if (!rows[i].quarantine)
-            continue;
-        const char *params[] = {rows[i].id, rows[i].quarantine};
-        rc = cv_db_exec(relay->conn,
-                        "WITH moved AS (DELETE FROM outbox WHERE id = $1::bigint RETURNING *)"
-                        " INSERT INTO outbox_quarantine (id, topic, key, value, headers,"
-                        " created_at, reason) SELECT id, topic, key, value, headers, created_at,"
-                        " $2 FROM moved",
-                        2, params, &err);
-    }
-    if (rc == 0)
-        rc = cv_db_commit(relay->conn, &err);
     if (rc < 0) {
-        cv_db_rollback(relay->conn);
         cv_log_warn("outbox relay: delete: %s", err.msg);
         goto cleanup;
     }
