@@ -24,8 +24,7 @@ json_t *cv_db_query_json(PGconn *conn, const char *sql, int nparams, const char 
     PQclear(res);
     if (*found && !row) {
         /* Only a query that builds no JSON (or memory running out) gets here. */
-        memset(err, 0, sizeof(*err));
-        snprintf(err->msg, sizeof(err->msg), "the row is not readable JSON");
+        cv_db_err_client(err, 0, "the row is not readable JSON");
         *found = -1;
     }
     return row;

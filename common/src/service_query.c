@@ -43,9 +43,8 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
     char limit_text[24];
     *found = -1;
     if (nparams < 0 || nparams > CV_SERVICE_PAGE_MAX_PARAMS) {
-        memset(err, 0, sizeof(*err));
-        snprintf(err->msg, sizeof(err->msg), "a page query takes at most %d parameters",
-                 CV_SERVICE_PAGE_MAX_PARAMS);
+        cv_db_err_client(err, 0, "a page query takes at most %d parameters",
+                         CV_SERVICE_PAGE_MAX_PARAMS);
         return NULL;
     }
     memcpy(all, params, (size_t)nparams * sizeof(*all));
@@ -66,8 +65,7 @@ json_t *cv_service_page(PGconn *conn, const char *sql, int nparams, const char *
     PQclear(res);
     json_t *page = json_pack("{s:o, s:o}", key, items, "next", next);
     if (!page) {
-        memset(err, 0, sizeof(*err));
-        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        cv_db_err_client(err, 0, "out of memory");
         return NULL;
     }
     *found = 1;

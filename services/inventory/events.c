@@ -68,9 +68,7 @@ static int record_decision(PGconn *conn, const char *order_id, const char *statu
 {
     char *text = json_dumps(items, JSON_COMPACT);
     if (!text) {
-        memset(err, 0, sizeof(*err));
-        snprintf(err->msg, sizeof(err->msg), "out of memory");
-        err->transient = 1;
+        cv_db_err_client(err, 1, "out of memory");
         return -1;
     }
     const char *params[] = {order_id, status, text};

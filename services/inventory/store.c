@@ -145,8 +145,7 @@ enum inventory_adjust_result inventory_store_adjust(struct cv_service *svc, PGco
     json_decref(event);
     if (rc < 0 || !out->stock) {
         if (rc == 0) {
-            memset(err, 0, sizeof(*err));
-            snprintf(err->msg, sizeof(err->msg), "out of memory");
+            cv_db_err_client(err, 0, "out of memory");
         }
         json_decref(out->stock);
         out->stock = NULL;

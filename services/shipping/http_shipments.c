@@ -98,8 +98,7 @@ static int advance_in(struct cv_http_response *resp, struct cv_service *svc, PGc
     json_decref(event);
     if (rc < 0 || cv_db_commit(conn, err) < 0) {
         if (s && !event) {
-            memset(err, 0, sizeof(*err));
-            snprintf(err->msg, sizeof(err->msg), "out of memory");
+            cv_db_err_client(err, 0, "out of memory");
         }
         json_decref(s);
         return -1;
